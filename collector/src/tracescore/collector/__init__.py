@@ -1,0 +1,1 @@
+"""OTLP receivers, decoding, and the stores (chDB embedded, ClickHouse server)."""

@@ -1,0 +1,172 @@
+"""The storage interface. Backends supply four primitives; everything else is shared SQL."""
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from tracescore.collector.spans_decode import SpanColumns
+from tracescore.schemas.ddl import MIGRATIONS_TABLE, TRACES_TABLE, migrations, quote_identifier
+from tracescore.schemas.spans import Span, SpanEvent, SpanLink
+
+QueryParams = Mapping[str, Any]
+
+_SPAN_COLUMNS = """
+    toUnixTimestamp64Nano(Timestamp) AS StartNs, TraceId, SpanId, ParentSpanId, TraceState,
+    SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName, ScopeVersion,
+    SpanAttributes, Duration, StatusCode, StatusMessage,
+    arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) AS EventTimesNs,
+    Events.Name AS EventNames, Events.Attributes AS EventAttributes,
+    Links.TraceId AS LinkTraceIds, Links.SpanId AS LinkSpanIds,
+    Links.TraceState AS LinkTraceStates, Links.Attributes AS LinkAttributes
+"""
+
+
+class Store(ABC):
+    """Where spans, runs, case results and scores live (one ClickHouse database)."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.db = quote_identifier(database)
+
+    # -- primitives each backend implements ------------------------------------------
+    @abstractmethod
+    def command(self, sql: str, params: QueryParams | None = None) -> None:
+        """Run a statement that returns nothing."""
+
+    @abstractmethod
+    def query_arrow(self, sql: str, params: QueryParams | None = None) -> pa.Table:
+        """Run a SELECT and return its result as an Arrow table."""
+
+    @abstractmethod
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        """Insert ``data`` into ``table`` (a name in this store's database), by column name."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the data is, for messages."""
+
+    # -- shared behaviour ------------------------------------------------------------
+    def query(self, sql: str, params: QueryParams | None = None) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.query_arrow(sql, params).to_pylist()
+        return rows
+
+    def migrate(self) -> list[int]:
+        """Create the database and apply pending migrations; returns the versions applied now.
+
+        Safe to run any number of times: applied versions are recorded, and every
+        statement is idempotent on its own so an interrupted migration can re-run.
+        """
+        self.command(f"CREATE DATABASE IF NOT EXISTS {self.db}")
+        self.command(
+            f"CREATE TABLE IF NOT EXISTS {self.db}.{MIGRATIONS_TABLE} "
+            "(Version UInt32, Name String, AppliedAt DateTime64(3, 'UTC')) "
+            "ENGINE = ReplacingMergeTree(AppliedAt) ORDER BY Version"
+        )
+        done = {
+            int(row["Version"])
+            for row in self.query(f"SELECT Version FROM {self.db}.{MIGRATIONS_TABLE}")
+        }
+        applied: list[int] = []
+        for migration in migrations(self.database):
+            if migration.version in done:
+                continue
+            for statement in migration.statements:
+                self.command(statement)
+            self.insert_arrow(
+                MIGRATIONS_TABLE,
+                pa.table(
+                    {
+                        "Version": pa.array([migration.version], pa.uint32()),
+                        "Name": [migration.name],
+                        "AppliedAt": pa.array([time.time_ns()], pa.timestamp("ns", tz="UTC")),
+                    }
+                ),
+            )
+            applied.append(migration.version)
+        return applied
+
+    def applied_migrations(self) -> list[int]:
+        rows = self.query(
+            f"SELECT DISTINCT Version FROM {self.db}.{MIGRATIONS_TABLE} ORDER BY Version"
+        )
+        return [int(r["Version"]) for r in rows]
+
+    def insert_spans(self, spans: SpanColumns) -> None:
+        if len(spans):
+            self.insert_arrow(TRACES_TABLE, spans.to_arrow())
+
+    def fetch_trace(self, trace_id: str) -> list[Span]:
+        """Every stored span of one trace, ordered by start time."""
+        lookup = f"{self.db}.{TRACES_TABLE}_trace_id_ts"
+        # The lookup table bounds the time range, so the scan prunes by partition
+        # on large tables; with no lookup row the range is left open.
+        sql = f"""
+            WITH (SELECT (min(Start), max(End)) FROM {lookup} WHERE TraceId = {{tid:String}})
+                AS bounds
+            SELECT {_SPAN_COLUMNS}
+            FROM {self.db}.{TRACES_TABLE}
+            WHERE TraceId = {{tid:String}}
+              AND (bounds.2 = toDateTime(0)
+                   OR Timestamp BETWEEN bounds.1 AND bounds.2 + INTERVAL 1 SECOND)
+            ORDER BY Timestamp, SpanId
+        """
+        return [_row_to_span(row) for row in self.query(sql, {"tid": trace_id})]
+
+    def count_spans(self, trace_id: str | None = None) -> int:
+        if trace_id is None:
+            rows = self.query(f"SELECT count() AS n FROM {self.db}.{TRACES_TABLE}")
+        else:
+            rows = self.query(
+                f"SELECT count() AS n FROM {self.db}.{TRACES_TABLE} WHERE TraceId = {{tid:String}}",
+                {"tid": trace_id},
+            )
+        return int(rows[0]["n"])
+
+
+def _pairs_to_dict(pairs: Sequence[tuple[str, str]] | None) -> dict[str, str]:
+    return dict(pairs or ())
+
+
+def _row_to_span(row: Mapping[str, Any]) -> Span:
+    events = tuple(
+        SpanEvent(timestamp_ns=int(ts), name=name, attributes=_pairs_to_dict(attrs))
+        for ts, name, attrs in zip(
+            row["EventTimesNs"], row["EventNames"], row["EventAttributes"], strict=True
+        )
+    )
+    links = tuple(
+        SpanLink(trace_id=tid, span_id=sid, trace_state=state, attributes=_pairs_to_dict(attrs))
+        for tid, sid, state, attrs in zip(
+            row["LinkTraceIds"],
+            row["LinkSpanIds"],
+            row["LinkTraceStates"],
+            row["LinkAttributes"],
+            strict=True,
+        )
+    )
+    return Span(
+        trace_id=row["TraceId"],
+        span_id=row["SpanId"],
+        parent_span_id=row["ParentSpanId"],
+        trace_state=row["TraceState"],
+        name=row["SpanName"],
+        kind=row["SpanKind"],
+        service_name=row["ServiceName"],
+        start_ns=int(row["StartNs"]),
+        duration_ns=int(row["Duration"]),
+        status_code=row["StatusCode"],
+        status_message=row["StatusMessage"],
+        resource_attributes=_pairs_to_dict(row["ResourceAttributes"]),
+        scope_name=row["ScopeName"],
+        scope_version=row["ScopeVersion"],
+        attributes=_pairs_to_dict(row["SpanAttributes"]),
+        events=events,
+        links=links,
+    )

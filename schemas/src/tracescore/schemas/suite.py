@@ -1,0 +1,84 @@
+"""Pydantic models of a suite: ``eval.yaml`` and its cases."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tracescore.schemas.attributes import DEFAULT_VARIANT_KEY
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CommandSystem(_Strict):
+    """Runs the SUT as a subprocess per case.
+
+    ``command`` items may use ``{input}``, ``{case_id}`` and ``{python}`` (the
+    interpreter running tracescore). The subprocess gets ``TRACEPARENT``,
+    ``BAGGAGE``, ``OTEL_EXPORTER_OTLP_ENDPOINT`` and ``OTEL_RESOURCE_ATTRIBUTES``.
+    """
+
+    type: Literal["command"]
+    command: list[str] = Field(min_length=1)
+    cwd: str | None = Field(default=None, description="Relative to the eval.yaml folder.")
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class Variant(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    description: str = ""
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class EvaluatorSpec(_Strict):
+    type: str = Field(min_length=1)
+    name: str | None = Field(default=None, description="Defaults to the type.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.type
+
+
+class Case(_Strict):
+    id: str = Field(min_length=1)
+    input: str
+    expected: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SuiteConfig(_Strict):
+    suite: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    cases: str = Field(default="cases.yaml", description="Relative to the eval.yaml folder.")
+    variant_key: str = DEFAULT_VARIANT_KEY
+    system: CommandSystem
+    variants: list[Variant] = Field(min_length=1)
+    evaluators: list[EvaluatorSpec] = Field(min_length=1)
+    quiet_period_s: float = Field(
+        default=0.3, ge=0, description="A trace is sealed after this long without new spans."
+    )
+    seal_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_variants(cls, variants: list[Variant]) -> list[Variant]:
+        names = [v.name for v in variants]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"variant names must be unique, repeated: {', '.join(duplicates)}")
+        return variants
+
+    @field_validator("evaluators")
+    @classmethod
+    def _unique_evaluators(cls, evaluators: list[EvaluatorSpec]) -> list[EvaluatorSpec]:
+        names = [e.display_name for e in evaluators]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(
+                f"evaluator names must be unique (set `name:`), repeated: {', '.join(duplicates)}"
+            )
+        return evaluators

@@ -1,0 +1,83 @@
+"""The normalized view of one trace that evaluators score."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tracescore.schemas.spans import Span
+
+
+class LlmCall(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    span_id: str
+    operation: str
+    provider: str | None = None
+    request_model: str | None = None
+    response_model: str | None = None
+    response_id: str | None = None
+    input_messages: list[dict[str, Any]] | None = None
+    output_messages: list[dict[str, Any]] | None = None
+    output_text: str | None = None
+    finish_reasons: list[str] = Field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    duration_ns: int = 0
+    error: str | None = None
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    span_id: str
+    name: str
+    call_id: str | None = None
+    arguments: Any = None
+    result: Any = None
+    error: str | None = None
+    duration_ns: int = 0
+
+
+class AgentStep(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    span_id: str
+    agent_name: str | None
+    output_text: str | None = None
+    duration_ns: int = 0
+
+
+class SpanNode(BaseModel):
+    """A span with its children, ordered by start time."""
+
+    span: Span
+    children: list["SpanNode"] = Field(default_factory=list)
+
+
+class Trace(BaseModel):
+    """Spans rebuilt into a tree plus the agent-level facts evaluators need."""
+
+    trace_id: str
+    spans: list[Span]
+    roots: list[SpanNode]
+    orphans: list[SpanNode] = Field(
+        default_factory=list,
+        description="Subtrees whose parent span never arrived; kept, not dropped.",
+    )
+    input: str | None = None
+    final_output: str | None = None
+    llm_calls: list[LlmCall] = Field(default_factory=list)
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    agent_steps: list[AgentStep] = Field(default_factory=list)
+    error_spans: list[str] = Field(default_factory=list)
+    duration_ns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def is_complete(self) -> bool:
+        return not self.orphans and len(self.roots) <= 1
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
