@@ -4,6 +4,7 @@ Depends only on the OpenTelemetry SDK and its OTLP/HTTP exporter.
 """
 
 from tracescore.instrumentation.propagation import (
+    attached,
     case_baggage,
     context_from_env,
     env_from_context,
@@ -14,6 +15,7 @@ from tracescore.instrumentation.propagation import (
 from tracescore.instrumentation.setup import configure, traces_url
 
 __all__ = [
+    "attached",
     "case_baggage",
     "configure",
     "context_from_env",

@@ -6,9 +6,11 @@ the trace of the harness that started it.
 """
 
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 
 from opentelemetry import baggage
+from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context, get_current
 from opentelemetry.propagators.composite import CompositePropagator
@@ -64,3 +66,13 @@ def case_baggage(context: Context | None = None) -> dict[str, str]:
         if value is not None:
             found[key] = str(value)
     return found
+
+
+@contextmanager
+def attached(context: Context) -> Iterator[None]:
+    """Make ``context`` current for a with-block, e.g. ``with attached(context_from_env()):``."""
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)

@@ -58,6 +58,7 @@ class SuiteConfig(_Strict):
     system: CommandSystem
     variants: list[Variant] = Field(min_length=1)
     evaluators: list[EvaluatorSpec] = Field(min_length=1)
+    concurrency: int = Field(default=4, ge=1, le=256, description="Cases in flight at once.")
     quiet_period_s: float = Field(
         default=0.3, ge=0, description="A trace is sealed after this long without new spans."
     )

@@ -1,0 +1,1 @@
+"""Trace reconstruction, evaluators, the suite runner and the tracescore CLI."""

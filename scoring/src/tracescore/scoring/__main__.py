@@ -1,0 +1,5 @@
+import sys
+
+from tracescore.scoring.cli import main
+
+sys.exit(main())

@@ -1,0 +1,20 @@
+"""Evaluators: built-ins register themselves on import."""
+
+from tracescore.scoring.evaluators import text, trajectory
+from tracescore.scoring.evaluators.base import (
+    Evaluator,
+    EvaluatorParams,
+    build_evaluator,
+    register,
+    registered,
+)
+
+__all__ = [
+    "Evaluator",
+    "EvaluatorParams",
+    "build_evaluator",
+    "register",
+    "registered",
+    "text",
+    "trajectory",
+]

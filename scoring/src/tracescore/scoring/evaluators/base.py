@@ -1,0 +1,103 @@
+"""The evaluator interface and the registry that turns config entries into evaluators."""
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tracescore.schemas.errors import ConfigError
+from tracescore.schemas.scores import Score
+from tracescore.schemas.suite import Case, EvaluatorSpec
+from tracescore.schemas.trace import Trace
+
+
+class EvaluatorParams(BaseModel):
+    """Base for each evaluator's ``params:`` block; unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Evaluator(ABC):
+    """Scores one trace of one case. Subclasses set ``type_name`` and ``Params``."""
+
+    type_name: ClassVar[str]
+    Params: ClassVar[type[EvaluatorParams]] = EvaluatorParams
+    summary: ClassVar[str] = ""
+
+    def __init__(self, name: str, params: EvaluatorParams) -> None:
+        self.name = name
+        self.params = params
+
+    @property
+    def config_hash(self) -> str:
+        """Identity of (type, params): a re-score with the same config replaces the score."""
+        payload = json.dumps(
+            {"type": self.type_name, "params": self.params.model_dump(mode="json")},
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @abstractmethod
+    def score(self, trace: Trace, case: Case) -> Score: ...
+
+    def safe_score(self, trace: Trace, case: Case) -> Score:
+        """``score``, with a crash turned into a Score that carries the error."""
+        try:
+            return self.score(trace, case)
+        except Exception as exc:
+            return Score.failure(self.name, f"evaluator crashed: {type(exc).__name__}: {exc}")
+
+    # helpers for subclasses
+    def verdict(self, passed: bool, explanation: str) -> Score:
+        return Score(
+            evaluator=self.name,
+            value=1.0 if passed else 0.0,
+            passed=passed,
+            label="pass" if passed else "fail",
+            explanation=explanation,
+        )
+
+    def missing(self, field: str, detail: str = "") -> Score:
+        message = f"trace has no {field}"
+        return Score.failure(self.name, f"{message}: {detail}" if detail else message)
+
+
+_REGISTRY: dict[str, type[Evaluator]] = {}
+
+
+def register(cls: type[Evaluator]) -> type[Evaluator]:
+    if cls.type_name in _REGISTRY:
+        raise ValueError(f"evaluator type {cls.type_name!r} is registered twice")
+    _REGISTRY[cls.type_name] = cls
+    return cls
+
+
+def registered() -> dict[str, type[Evaluator]]:
+    return dict(_REGISTRY)
+
+
+def build_evaluator(spec: EvaluatorSpec) -> Evaluator:
+    """An evaluator from its config entry; ConfigError names what is wrong."""
+    cls = _REGISTRY.get(spec.type)
+    if cls is None:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ConfigError(f"unknown evaluator type {spec.type!r} (known: {known})")
+    try:
+        params = cls.Params.model_validate(spec.params)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"params.{where}: {first['msg']}") from exc
+    return cls(spec.display_name, params)
+
+
+def case_value(case: Case, key: str) -> Any:
+    return case.expected.get(key)
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]

@@ -1,0 +1,90 @@
+"""The terminal summary of a run."""
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tracescore.schemas.scores import Score
+from tracescore.scoring.results import RunRecord, ScoredCase
+
+_STATUS_STYLE = {"passed": "green", "failed": "red", "error": "yellow"}
+
+
+def _mark(score: Score | None) -> Text:
+    if score is None or score.skipped:
+        return Text("–", style="dim")
+    if score.error:
+        return Text("error", style="yellow")
+    return Text("pass", style="green") if score.passed else Text("FAIL", style="bold red")
+
+
+def case_line(case: ScoredCase) -> Text:
+    """One progress line as a case finishes."""
+    line = Text()
+    line.append(f"{case.status:>6} ", style=_STATUS_STYLE[case.status])
+    line.append(f"{case.case_id} ")
+    line.append(f"[{case.variant}]", style="cyan")
+    line.append(f"  {case.duration_ns / 1e6:.0f} ms, {case.span_count} spans", style="dim")
+    if case.error:
+        line.append(f"  {case.error}", style="yellow")
+    return line
+
+
+def print_summary(console: Console, run: RunRecord, evaluator_names: list[str], store: str) -> None:
+    cases = Table(title=f"Cases — run {run.run_id}", title_justify="left")
+    cases.add_column("case")
+    cases.add_column("variant", style="cyan")
+    cases.add_column("result")
+    for name in evaluator_names:
+        cases.add_column(name, justify="center")
+    cases.add_column("latency", justify="right")
+    cases.add_column("tokens", justify="right")
+    for case in run.cases:
+        by_name = {s.evaluator: s for s in case.scores}
+        cases.add_row(
+            case.case_id,
+            case.variant,
+            Text(case.status, style=_STATUS_STYLE[case.status]),
+            *[_mark(by_name.get(n)) for n in evaluator_names],
+            f"{case.duration_ns / 1e6:.0f} ms",
+            str(case.input_tokens + case.output_tokens),
+        )
+    console.print(cases)
+
+    rates = Table(title="Pass rate per evaluator", title_justify="left")
+    rates.add_column("evaluator")
+    for variant in run.variants:
+        rates.add_column(variant, justify="right", style="cyan")
+    for name in [*evaluator_names, "case (all evaluators)"]:
+        cells: list[str] = []
+        for variant in run.variants:
+            mine = [c for c in run.cases if c.variant == variant]
+            if name.startswith("case "):
+                decided = [c.status == "passed" for c in mine]
+            else:
+                scores = [s for c in mine for s in c.scores if s.evaluator == name]
+                decided = [bool(s.passed) for s in scores if not s.skipped]
+            passed = sum(decided)
+            cells.append(f"{passed}/{len(decided)} ({passed / len(decided):.0%})" if decided else "–")
+        rates.add_row(name, *cells)
+    console.print(rates)
+
+    problems = [c for c in run.cases if c.status != "passed"]
+    if problems:
+        console.print(Text("Failures and errors", style="bold"))
+        for case in problems:
+            head = Text(f"  {case.case_id} [{case.variant}] ", style=_STATUS_STYLE[case.status])
+            console.print(head + Text(f"trace {case.trace_id}", style="dim"))
+            if case.error:
+                console.print(f"      {case.error}", style="yellow", markup=False, highlight=False)
+            for score in case.scores:
+                if score.passed is False or score.error:
+                    detail = score.error or score.explanation
+                    console.print(f"      {score.evaluator}: {detail}", markup=False, highlight=False)
+    counts = run.counts()
+    console.print(
+        f"{len(run.cases)} cases: {counts['passed']} passed, {counts['failed']} failed, "
+        f"{counts['error']} errors. Stored in {store}.",
+        markup=False,
+        highlight=False,
+    )
