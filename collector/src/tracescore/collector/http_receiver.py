@@ -39,7 +39,9 @@ class _BodyError(Exception):
         self.message = message
 
 
-def _status_response(http_status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def _status_response(
+    http_status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     # OTLP/HTTP: error bodies are a google.rpc.Status in the request's encoding.
     body = status_pb2.Status(code=_grpc_code(http_status), message=message).SerializeToString()
     return Response(body, status_code=http_status, media_type=PROTOBUF, headers=headers)
@@ -134,8 +136,14 @@ class HttpReceiver:
         port: int = 0,
         on_spans: SpanListener | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
     ) -> None:
-        self._app = create_app(store, on_spans=on_spans, max_body_bytes=max_body_bytes)
+        self._app = create_app(
+            store,
+            on_spans=on_spans,
+            max_body_bytes=max_body_bytes,
+            max_decompressed_bytes=max_decompressed_bytes,
+        )
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))

@@ -18,8 +18,8 @@ from tracescore.schemas.errors import OtlpDecodeError
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")
 
-_ATTR_MAP = pa.map_(pa.string(), pa.string())
-_TS = pa.timestamp("ns", tz="UTC")
+_ATTR_MAP: pa.DataType = pa.map_(pa.string(), pa.string())
+_TS: pa.DataType = pa.timestamp("ns", tz="UTC")
 
 SPAN_SCHEMA = pa.schema(
     [

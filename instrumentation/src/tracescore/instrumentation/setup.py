@@ -49,7 +49,9 @@ def configure(
 
     provider = TracerProvider(resource=resource)
     exporter = OTLPSpanExporter(endpoint=_resolve_endpoint(endpoint))
-    processor: SpanProcessor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+    processor: SpanProcessor = (
+        BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+    )
     provider.add_span_processor(processor)
     if set_global:
         trace.set_tracer_provider(provider)

@@ -43,4 +43,23 @@ def __getattr__(name: str) -> Any:
     return getattr(import_module(f"tracescore.schemas.{module}"), name)
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AgentStep",
+    "Case",
+    "CommandSystem",
+    "ConfigError",
+    "EvaluatorSpec",
+    "LlmCall",
+    "OtlpDecodeError",
+    "Score",
+    "Span",
+    "SpanEvent",
+    "SpanLink",
+    "SpanNode",
+    "StoreError",
+    "SuiteConfig",
+    "ToolCall",
+    "Trace",
+    "TracescoreError",
+    "Variant",
+]

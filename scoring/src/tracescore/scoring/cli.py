@@ -25,17 +25,25 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tracescore", description="Score LLM agents from their OpenTelemetry traces.")
+    parser = _Parser(
+        prog="tracescore", description="Score LLM agents from their OpenTelemetry traces."
+    )
     parser.add_argument("--version", action="version", version=f"tracescore {tracescore_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="run an eval suite and score every case")
     run.add_argument("eval_yaml", help="path to the suite's eval.yaml")
     run.add_argument("--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)")
-    run.add_argument("--variant", action="append", default=[], help="run only this variant (repeatable)")
-    run.add_argument("--case", action="append", default=[], help="run only this case id (repeatable)")
+    run.add_argument(
+        "--variant", action="append", default=[], help="run only this variant (repeatable)"
+    )
+    run.add_argument(
+        "--case", action="append", default=[], help="run only this case id (repeatable)"
+    )
 
-    validate = commands.add_parser("validate", help="check an eval.yaml and its cases without running")
+    validate = commands.add_parser(
+        "validate", help="check an eval.yaml and its cases without running"
+    )
     validate.add_argument("eval_yaml")
 
     db = commands.add_parser("db", help="store administration")

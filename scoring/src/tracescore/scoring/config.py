@@ -148,10 +148,10 @@ def _load_cases(path: Path) -> list[Case]:
         raw, base = raw["cases"], ("cases",)
     if not isinstance(raw, list) or not raw:
         raise doc.error(base, "expected a non-empty list of cases")
-    cases = [doc.validate(Case, item, base + (i,)) for i, item in enumerate(raw)]
+    cases = [doc.validate(Case, item, (*base, i)) for i, item in enumerate(raw)]
     seen: set[str] = set()
     for i, case in enumerate(cases):
         if case.id in seen:
-            raise doc.error(base + (i, "id"), f"case id {case.id!r} is used twice")
+            raise doc.error((*base, i, "id"), f"case id {case.id!r} is used twice")
         seen.add(case.id)
     return cases

@@ -65,7 +65,9 @@ def reconstruct(trace_id: str, spans: list[Span]) -> Trace:
                 AgentStep(
                     span_id=span.span_id,
                     agent_name=span.attributes.get(attr.GEN_AI_AGENT_NAME),
-                    output_text=_messages_text(_json(span.attributes.get(attr.GEN_AI_OUTPUT_MESSAGES))),
+                    output_text=_messages_text(
+                        _json(span.attributes.get(attr.GEN_AI_OUTPUT_MESSAGES))
+                    ),
                     duration_ns=span.duration_ns,
                 )
             )
@@ -105,9 +107,7 @@ def _input_of(harness: Span | None, spans: list[Span]) -> str | None:
     return None
 
 
-def _final_output(
-    steps: list[AgentStep], calls: list[LlmCall], harness: Span | None
-) -> str | None:
+def _final_output(steps: list[AgentStep], calls: list[LlmCall], harness: Span | None) -> str | None:
     # Outermost agent first (steps are in start order), then the last model reply,
     # then what the SUT itself returned to the harness.
     for step in steps:

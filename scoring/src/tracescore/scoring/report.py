@@ -65,7 +65,9 @@ def print_summary(console: Console, run: RunRecord, evaluator_names: list[str], 
                 scores = [s for c in mine for s in c.scores if s.evaluator == name]
                 decided = [bool(s.passed) for s in scores if not s.skipped]
             passed = sum(decided)
-            cells.append(f"{passed}/{len(decided)} ({passed / len(decided):.0%})" if decided else "–")
+            cells.append(
+                f"{passed}/{len(decided)} ({passed / len(decided):.0%})" if decided else "–"
+            )
         rates.add_row(name, *cells)
     console.print(rates)
 
@@ -80,7 +82,9 @@ def print_summary(console: Console, run: RunRecord, evaluator_names: list[str], 
             for score in case.scores:
                 if score.passed is False or score.error:
                     detail = score.error or score.explanation
-                    console.print(f"      {score.evaluator}: {detail}", markup=False, highlight=False)
+                    console.print(
+                        f"      {score.evaluator}: {detail}", markup=False, highlight=False
+                    )
     counts = run.counts()
     console.print(
         f"{len(run.cases)} cases: {counts['passed']} passed, {counts['failed']} failed, "

@@ -2,10 +2,10 @@
 its trace waited for, rebuilt, scored and stored."""
 
 import secrets
-from concurrent.futures import ThreadPoolExecutor, as_completed
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -16,6 +16,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from tracescore.collector.arrivals import ArrivalTracker
 from tracescore.collector.http_receiver import HttpReceiver
@@ -154,7 +155,9 @@ class SuiteRunner:
         )
         provider = TracerProvider(resource=resource)
         # Synchronous export: the root span is stored before the case is sealed.
-        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=traces_url(endpoint))))
+        provider.add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(endpoint=traces_url(endpoint)))
+        )
         return provider
 
     def _run_case(
@@ -168,7 +171,7 @@ class SuiteRunner:
         config = self.suite.config
         tracer = provider.get_tracer("tracescore.runner", run.version)
         context = with_case_baggage(run.run_id, case.id, Context())
-        root_attributes = {
+        root_attributes: dict[str, AttributeValue] = {
             attr.RUN_ID: run.run_id,
             attr.CASE_ID: case.id,
             attr.SUITE: config.suite,

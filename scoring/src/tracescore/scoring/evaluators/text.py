@@ -73,7 +73,9 @@ class ContainsText(Evaluator):
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, ContainsTextParams)
-        needles = [str(n) for n in as_list(p.text if p.text is not None else case_value(case, p.case_key))]
+        needles = [
+            str(n) for n in as_list(p.text if p.text is not None else case_value(case, p.case_key))
+        ]
         if not needles:
             return Score.skip(self.name, f"case has no expected.{p.case_key}")
         if trace.final_output is None:

@@ -40,7 +40,9 @@ class ToolCalled(Evaluator):
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, ToolCalledParams)
-        wanted = [str(t) for t in as_list(p.tool if p.tool is not None else case_value(case, p.case_key))]
+        wanted = [
+            str(t) for t in as_list(p.tool if p.tool is not None else case_value(case, p.case_key))
+        ]
         if not wanted:
             return Score.skip(self.name, f"case has no expected.{p.case_key}")
         called = [c.name for c in trace.tool_calls]

@@ -1,0 +1,33 @@
+"""Shared fixtures.
+
+chDB serves one data path per process, so every in-process test shares one
+path and gets a database of its own, dropped afterwards.
+"""
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tracescore.collector.store import Store
+from tracescore.collector.store.chdb_store import ChdbStore
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("chdb")
+    # Held open for the whole session so per-test stores don't reopen the engine.
+    keepalive = ChdbStore(path, database="default")
+    yield path
+    keepalive.close()
+
+
+@pytest.fixture
+def store(chdb_path: Path) -> Iterator[Store]:
+    database = f"test_{secrets.token_hex(4)}"
+    opened = ChdbStore(chdb_path, database=database)
+    opened.migrate()
+    yield opened
+    opened.command(f"DROP DATABASE IF EXISTS {opened.db}")
+    opened.close()
