@@ -109,19 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not console.is_terminal:
         # Logs and CI: wide enough that case ids and evaluator names are not cut.
         console = Console(width=120)
-    errors = Console(stderr=True)
     try:
         args = _parser().parse_args(argv)
         handlers = {"run": _run, "validate": _validate, "db": _db_init, "evaluators": _evaluators}
         return handlers[args.command](args, console)
-    except ConfigError as exc:
-        errors.print(f"error: {exc}", markup=False, highlight=False)
-        return EXIT_USAGE
     except TracescoreError as exc:
-        errors.print(f"error: {exc}", markup=False, highlight=False)
+        # One plain line, never wrapped: CI logs and scripts read it.
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        errors.print("interrupted; finished cases were stored", markup=False, highlight=False)
+        print("interrupted; finished cases were stored", file=sys.stderr)
         return 130
 
 

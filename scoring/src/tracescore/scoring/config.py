@@ -82,7 +82,8 @@ class _Document:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            errors = exc.errors()
+            # A misspelt key usually explains a "missing" one too: report the typo first.
+            errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
             first = errors[0]
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             loc = base + tuple(first["loc"])
