@@ -24,7 +24,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from tracescore.instrumentation import attached, configure, context_from_env
+from tracescore.instrumentation import attached, case_baggage, configure, context_from_env
 
 AGENT_NAME = "demo-agent"
 MODEL = "scripted-llm-1"
@@ -209,6 +209,8 @@ class ScriptedAgent:
                     "gen_ai.provider.name": PROVIDER,
                     "gen_ai.request.model": MODEL,
                     "gen_ai.input.messages": json.dumps(messages),
+                    # The run and case ids the harness sent as W3C baggage.
+                    **case_baggage(),
                 }
             )
             decision = plan(question, self.skill)

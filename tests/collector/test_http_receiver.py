@@ -10,6 +10,7 @@ from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -259,7 +260,7 @@ def test_hand_built_request_stores_ids_states_and_kinds_as_the_exporter_does(
         end_time_unix_nano=1_700_000_000_000_000_000,  # ends before it starts
         trace_state="k=v",
     )
-    span.status.code = 1
+    span.status.code = trace_pb2.Status.STATUS_CODE_OK
     link = span.links.add(trace_id=b"\x11" * 16, span_id=b"\x22" * 8, trace_state="lk=lv")
     link.attributes.add(key="n").value.int_value = -7
     code, _, _ = _post(receiver.endpoint, request.SerializeToString(), PROTOBUF)

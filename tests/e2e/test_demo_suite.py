@@ -118,6 +118,9 @@ def test_runner_scores_both_variants_from_real_spans(store: Store) -> None:
     assert root.attributes["tracescore.case_id"] == "multiply"
     agent = next(s for s in spans if s.name.startswith("invoke_agent"))
     assert agent.parent_span_id == root.span_id
+    # Baggage crossed the process boundary with the trace context.
+    assert agent.attributes["tracescore.case_id"] == "multiply"
+    assert agent.attributes["tracescore.run_id"] == run.run_id
     assert {s.resource_attributes["tracescore.variant"] for s in spans} == {"strong"}
     assert {s.service_name for s in spans} == {"demo-agent", "tracescore-harness"}
     assert multiply.output == "17 * 23 = 391"

@@ -6,7 +6,7 @@ from importlib.metadata import requires
 import pytest
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
 from tracescore.instrumentation import (
     attached,
@@ -28,7 +28,7 @@ def _tracer() -> trace.Tracer:
 def test_env_carrier_round_trip_joins_the_parent_trace_with_baggage() -> None:
     tracer = _tracer()
     ctx = with_case_baggage("run-1", "case-7", Context())
-    with tracer.start_as_current_span("harness", context=ctx) as parent:
+    with attached(ctx), tracer.start_as_current_span("harness") as parent:
         env = env_from_context()
     parent_ctx = parent.get_span_context()
     assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[0-9a-f]", env["TRACEPARENT"])
@@ -38,6 +38,7 @@ def test_env_carrier_round_trip_joins_the_parent_trace_with_baggage() -> None:
     assert case_baggage(child_ctx) == {"tracescore.run_id": "run-1", "tracescore.case_id": "case-7"}
     with attached(child_ctx), tracer.start_as_current_span("sut") as child:
         assert child.get_span_context().trace_id == parent_ctx.trace_id
+        assert isinstance(child, ReadableSpan)
         assert child.parent is not None and child.parent.span_id == parent_ctx.span_id
         assert baggage.get_baggage("tracescore.case_id") == "case-7"
     # attached() restores the previous context.

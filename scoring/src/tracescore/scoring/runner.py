@@ -22,7 +22,7 @@ from tracescore.collector.arrivals import ArrivalTracker
 from tracescore.collector.http_receiver import HttpReceiver
 from tracescore.collector.spans_decode import SpanColumns
 from tracescore.collector.store import Store
-from tracescore.instrumentation import env_from_context, traces_url, with_case_baggage
+from tracescore.instrumentation import attached, env_from_context, traces_url, with_case_baggage
 from tracescore.schemas import attributes as attr
 from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.scores import Score
@@ -179,12 +179,16 @@ class SuiteRunner:
             attr.REPEAT: 0,
             attr.CASE_INPUT: case.input,
         }
-        with tracer.start_as_current_span(
-            f"{attr.HARNESS_SPAN_PREFIX} {case.id}",
-            context=context,
-            kind=SpanKind.CLIENT,
-            attributes=root_attributes,
-        ) as root:
+        # Attach first: start_as_current_span(context=...) would keep the parent but
+        # drop the baggage from the context the SUT inherits.
+        with (
+            attached(context),
+            tracer.start_as_current_span(
+                f"{attr.HARNESS_SPAN_PREFIX} {case.id}",
+                kind=SpanKind.CLIENT,
+                attributes=root_attributes,
+            ) as root,
+        ):
             call = CallContext(
                 otlp_endpoint=receiver.endpoint,
                 trace_env=env_from_context(),
