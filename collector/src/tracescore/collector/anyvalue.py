@@ -48,7 +48,7 @@ def format_float(number: float) -> str:
         text = format(Decimal(text), "f")
     if text.endswith(".0"):
         text = text[:-2]
-    return "0" if text == "-0" else text
+    return text
 
 
 def _raw(value: Any) -> Any:

@@ -95,6 +95,8 @@ def _message(error: Any) -> str:
         return "unknown field"
     if error["type"] == "missing":
         return "required field is missing"
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
     return str(error["msg"])
 
 
@@ -130,6 +132,8 @@ def load_suite(path: str | Path) -> Suite:
             raise doc.error(loc, detail) from None
 
     cases_path = suite_path.parent / config.cases
+    if not cases_path.is_file():
+        raise doc.error(("cases",), f"cases file not found: {cases_path}")
     cases = _load_cases(cases_path)
     return Suite(
         path=suite_path,

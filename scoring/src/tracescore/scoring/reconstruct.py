@@ -28,7 +28,32 @@ def build_tree(spans: Iterable[Span]) -> tuple[list[SpanNode], list[SpanNode]]:
             nodes[parent_id].children.append(node)
         else:
             orphans.append(node)
+    _break_cycles(nodes, roots, orphans)
     return roots, orphans
+
+
+def _break_cycles(
+    nodes: dict[str, SpanNode], roots: list[SpanNode], orphans: list[SpanNode]
+) -> None:
+    """Spans whose parent links form a loop reach no root; keep them as orphans."""
+    reached: set[str] = set()
+
+    def walk(node: SpanNode) -> None:
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            reached.add(current.span.span_id)
+            stack.extend(current.children)
+
+    for node in (*roots, *orphans):
+        walk(node)
+    for span_id, node in nodes.items():  # in start order
+        if span_id in reached:
+            continue
+        parent = nodes[node.span.parent_span_id]
+        parent.children.remove(node)
+        orphans.append(node)
+        walk(node)
 
 
 def operation_of(span: Span) -> str | None:
@@ -71,6 +96,9 @@ def reconstruct(trace_id: str, spans: list[Span]) -> Trace:
                     duration_ns=span.duration_ns,
                 )
             )
+    depth = _depths(roots, orphans)
+    # Outermost agent first: by tree depth, then start time.
+    agent_steps.sort(key=lambda step: depth.get(step.span_id, 0))
     harness = _harness_root(roots)
     return Trace(
         trace_id=trace_id,
@@ -87,6 +115,16 @@ def reconstruct(trace_id: str, spans: list[Span]) -> Trace:
         input_tokens=sum(c.input_tokens or 0 for c in llm_calls),
         output_tokens=sum(c.output_tokens or 0 for c in llm_calls),
     )
+
+
+def _depths(roots: list[SpanNode], orphans: list[SpanNode]) -> dict[str, int]:
+    depth: dict[str, int] = {}
+    stack = [(node, 0) for node in (*roots, *orphans)]
+    while stack:
+        node, level = stack.pop()
+        depth[node.span.span_id] = level
+        stack.extend((child, level + 1) for child in node.children)
+    return depth
 
 
 def _harness_root(roots: list[SpanNode]) -> Span | None:
@@ -108,7 +146,7 @@ def _input_of(harness: Span | None, spans: list[Span]) -> str | None:
 
 
 def _final_output(steps: list[AgentStep], calls: list[LlmCall], harness: Span | None) -> str | None:
-    # Outermost agent first (steps are in start order), then the last model reply,
+    # Outermost agent first (steps are sorted by depth), then the last model reply,
     # then what the SUT itself returned to the harness.
     for step in steps:
         if step.output_text is not None:

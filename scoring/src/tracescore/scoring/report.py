@@ -25,6 +25,8 @@ def case_line(case: ScoredCase) -> Text:
     line.append(f"{case.case_id} ")
     line.append(f"[{case.variant}]", style="cyan")
     line.append(f"  {case.duration_ns / 1e6:.0f} ms, {case.span_count} spans", style="dim")
+    if case.orphan_spans:
+        line.append(f"  {case.orphan_spans} orphan span(s): parent never arrived", style="yellow")
     if case.error:
         line.append(f"  {case.error}", style="yellow")
     return line

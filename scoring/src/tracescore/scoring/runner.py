@@ -219,7 +219,7 @@ class SuiteRunner:
             span_count=len(spans),
             input_tokens=trace.input_tokens,
             output_tokens=trace.output_tokens,
-            orphan_spans=sum(1 for _ in trace.orphans),
+            orphan_spans=len(trace.orphans),
         )
         sut_spans = [s for s in spans if s.service_name != attr.HARNESS_SERVICE_NAME]
         if invocation.error:

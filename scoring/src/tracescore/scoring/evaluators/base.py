@@ -88,9 +88,28 @@ def build_evaluator(spec: EvaluatorSpec) -> Evaluator:
         params = cls.Params.model_validate(spec.params)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"params.{where}: {first['msg']}") from exc
+        raise ConfigError(f"{_param_path(first['loc'])}: {first['msg']}") from exc
     return cls(spec.display_name, params)
+
+
+def _param_path(loc: tuple[int | str, ...]) -> str:
+    """``params.text[0]`` from pydantic's location, without its union-member tags.
+
+    For ``text: str | list[str]`` pydantic reports ``("text", "list[str]", 0)``; the
+    tag is not a key the user wrote. Only the top level is a plain field, so deeper
+    string parts are kept only when they are dict keys of a mapping param.
+    """
+    path = f"params.{loc[0]}"
+    for part in loc[1:]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not _is_union_tag(part):
+            path += f".{part}"
+    return path
+
+
+def _is_union_tag(part: str) -> bool:
+    return part in {"str", "int", "float", "bool", "dict", "list", "none"} or "[" in part
 
 
 def case_value(case: Case, key: str) -> Any:
