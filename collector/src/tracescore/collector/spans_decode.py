@@ -125,6 +125,14 @@ def parse_export_request(body: bytes) -> ExportTraceServiceRequest:
 def decode_spans(request: ExportTraceServiceRequest) -> SpanColumns:
     """Flatten a request into columns; raises OtlpDecodeError naming the first invalid span."""
     cols = SpanColumns()
+    # Bound methods hoisted out of the loop: this is the ingest hot path.
+    timestamp, trace_ids, span_ids = cols.timestamp, cols.trace_id, cols.span_id
+    parent_ids, trace_states, names = cols.parent_span_id, cols.trace_state, cols.span_name
+    kinds, services, resources = cols.span_kind, cols.service_name, cols.resource_attributes
+    scope_names, scope_versions = cols.scope_name, cols.scope_version
+    span_attrs, durations = cols.span_attributes, cols.duration
+    codes, messages = cols.status_code, cols.status_message
+    kind_names, code_names = _KIND_NAMES, _CODE_NAMES
     for r_index, resource_spans in enumerate(request.resource_spans):
         resource_attrs = _attrs(resource_spans.resource.attributes)
         service_name = next((v for k, v in resource_attrs if k == "service.name"), "")
@@ -132,55 +140,97 @@ def decode_spans(request: ExportTraceServiceRequest) -> SpanColumns:
             scope_name = scope_spans.scope.name
             scope_version = scope_spans.scope.version
             for index, span in enumerate(scope_spans.spans):
-                where = f"resource_spans[{r_index}].scope_spans[{s_index}].spans[{index}]"
-                trace_id = _hex_id(span.trace_id, 16, f"{where}.trace_id", required=True)
-                span_id = _hex_id(span.span_id, 8, f"{where}.span_id", required=True)
-                cols.parent_span_id.append(
-                    _hex_id(span.parent_span_id, 8, f"{where}.parent_span_id", required=False)
-                )
-                cols.trace_id.append(trace_id)
-                cols.span_id.append(span_id)
+                trace_id = span.trace_id
+                span_id = span.span_id
+                parent = span.parent_span_id
+                if len(trace_id) != 16 or len(span_id) != 8 or (parent and len(parent) != 8):
+                    raise OtlpDecodeError(
+                        _bad_ids(span, f"{r_index}].scope_spans[{s_index}", index)
+                    )
+                if not any(trace_id) or not any(span_id):
+                    raise OtlpDecodeError(
+                        _bad_ids(span, f"{r_index}].scope_spans[{s_index}", index)
+                    )
+                trace_ids.append(trace_id.hex())
+                span_ids.append(span_id.hex())
+                parent_ids.append(parent.hex() if parent and any(parent) else "")
                 start = span.start_time_unix_nano
-                cols.timestamp.append(start)
-                cols.trace_state.append(span.trace_state)
-                cols.span_name.append(span.name)
-                kind = span.kind
-                cols.span_kind.append(SPAN_KINDS[kind] if 0 <= kind < len(SPAN_KINDS) else "")
-                cols.service_name.append(service_name)
-                cols.resource_attributes.append(resource_attrs)
-                cols.scope_name.append(scope_name)
-                cols.scope_version.append(scope_version)
-                cols.span_attributes.append(_attrs(span.attributes))
+                timestamp.append(start)
+                trace_states.append(span.trace_state)
+                names.append(span.name)
+                kinds.append(kind_names.get(span.kind, ""))
+                services.append(service_name)
+                resources.append(resource_attrs)
+                scope_names.append(scope_name)
+                scope_versions.append(scope_version)
+                span_attrs.append(_attrs(span.attributes))
                 # pdata subtracts unsigned timestamps; a span that ends before it
                 # starts is stored with zero duration instead of a wrapped-around value.
-                cols.duration.append(max(span.end_time_unix_nano - start, 0))
-                code = span.status.code
-                cols.status_code.append(STATUS_CODES[code] if 0 <= code < len(STATUS_CODES) else "")
-                cols.status_message.append(span.status.message)
+                end = span.end_time_unix_nano
+                durations.append(end - start if end > start else 0)
+                status = span.status
+                codes.append(code_names.get(status.code, ""))
+                messages.append(status.message)
                 events = span.events
-                cols.events_timestamp.append([e.time_unix_nano for e in events])
-                cols.events_name.append([e.name for e in events])
-                cols.events_attributes.append([_attrs(e.attributes) for e in events])
+                if events:
+                    cols.events_timestamp.append([e.time_unix_nano for e in events])
+                    cols.events_name.append([e.name for e in events])
+                    cols.events_attributes.append([_attrs(e.attributes) for e in events])
+                else:
+                    cols.events_timestamp.append([])
+                    cols.events_name.append([])
+                    cols.events_attributes.append([])
                 links = span.links
-                cols.links_trace_id.append(
-                    [_hex_id(lk.trace_id, 16, f"{where}.links.trace_id", False) for lk in links]
-                )
-                cols.links_span_id.append(
-                    [_hex_id(lk.span_id, 8, f"{where}.links.span_id", False) for lk in links]
-                )
-                cols.links_trace_state.append([lk.trace_state for lk in links])
-                cols.links_attributes.append([_attrs(lk.attributes) for lk in links])
+                if links:
+                    where = f"resource_spans[{r_index}].scope_spans[{s_index}].spans[{index}]"
+                    cols.links_trace_id.append(
+                        [_hex_id(lk.trace_id, 16, f"{where}.links.trace_id") for lk in links]
+                    )
+                    cols.links_span_id.append(
+                        [_hex_id(lk.span_id, 8, f"{where}.links.span_id") for lk in links]
+                    )
+                    cols.links_trace_state.append([lk.trace_state for lk in links])
+                    cols.links_attributes.append([_attrs(lk.attributes) for lk in links])
+                else:
+                    cols.links_trace_id.append([])
+                    cols.links_span_id.append([])
+                    cols.links_trace_state.append([])
+                    cols.links_attributes.append([])
     return cols
 
 
+_KIND_NAMES = dict(enumerate(SPAN_KINDS))
+_CODE_NAMES = dict(enumerate(STATUS_CODES))
+
+
 def _attrs(key_values: Any) -> Attrs:
-    return [(kv.key, any_value_to_str(kv.value)) for kv in key_values]
+    # String values inline; every other type goes through the full conversion.
+    return [
+        (kv.key, v.string_value if v.WhichOneof("value") == "string_value" else any_value_to_str(v))
+        for kv in key_values
+        for v in (kv.value,)
+    ]
 
 
-def _hex_id(raw: bytes, size: int, where: str, required: bool) -> str:
+def _bad_ids(span: Any, middle: str, index: int) -> str:
+    """Which id of an invalid span is wrong; only built when rejecting a request."""
+    where = f"resource_spans[{middle}].spans[{index}]"
+    for name, size, required in (
+        ("trace_id", 16, True),
+        ("span_id", 8, True),
+        ("parent_span_id", 8, False),
+    ):
+        raw = getattr(span, name)
+        if not raw or not any(raw):
+            if required:
+                return f"{where}.{name} is empty or all zeros"
+        elif len(raw) != size:
+            return f"{where}.{name} has {len(raw)} bytes, expected {size}"
+    return f"{where} has invalid ids"
+
+
+def _hex_id(raw: bytes, size: int, where: str) -> str:
     if not raw or not any(raw):
-        if required:
-            raise OtlpDecodeError(f"{where} is empty or all zeros")
         return ""
     if len(raw) != size:
         raise OtlpDecodeError(f"{where} has {len(raw)} bytes, expected {size}")
