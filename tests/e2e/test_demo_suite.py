@@ -212,3 +212,18 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     missing = _cli("run", "nope.yaml", cwd=tmp_path)
     assert missing.returncode == 2
     assert missing.stderr.strip() == "error: nope.yaml: file not found"
+
+
+def test_variant_and_case_selection(tmp_path: Path) -> None:
+    store_env = {"TRACESCORE_STORE": f"chdb:{tmp_path / 'store'}"}
+    unknown = _cli("run", str(DEMO), "--variant", "nope", cwd=tmp_path, env=store_env)
+    assert unknown.returncode == 2
+    assert unknown.stdout == ""  # rejected before anything runs
+    assert "--variant nope: not in" in unknown.stderr and "strong, weak" in unknown.stderr
+
+    one = _cli(
+        "run", str(DEMO), "--variant", "strong", "--case", "greet", cwd=tmp_path, env=store_env
+    )
+    assert one.returncode == 0, one.stderr
+    assert "1 cases × 1 variants" in one.stdout
+    assert "1 cases: 1 passed, 0 failed, 0 errors" in one.stdout

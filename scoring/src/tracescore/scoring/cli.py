@@ -61,13 +61,13 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     store = open_store(url)
     try:
         runner = SuiteRunner(suite, store, on_case=lambda case: console.print(case_line(case)))
-        cases = len(args.case) or len(suite.cases)
-        variants = len(args.variant) or len(suite.config.variants)
+        options = RunOptions(variants=args.variant, case_ids=args.case)
+        variants, cases = runner.select(options)
         console.print(
-            f"Running suite [bold]{suite.config.suite}[/]: {cases} cases × {variants} variants "
-            f"(store {store.location})"
+            f"Running suite [bold]{suite.config.suite}[/]: {len(cases)} cases × "
+            f"{len(variants)} variants (store {store.location})"
         )
-        record = runner.run(RunOptions(variants=args.variant, case_ids=args.case))
+        record = runner.run(options)
         print_summary(console, record, [e.name for e in suite.evaluators], store.location)
     finally:
         store.close()

@@ -77,7 +77,7 @@ class SuiteRunner:
         self.tracker = ArrivalTracker()
         self.adapter: SystemAdapter = CommandAdapter(suite.config.system, suite.folder)
 
-    def _selected(self, options: RunOptions) -> tuple[list[Variant], list[Case]]:
+    def select(self, options: RunOptions) -> tuple[list[Variant], list[Case]]:
         config = self.suite.config
         variants = config.variants
         if options.variants:
@@ -97,7 +97,7 @@ class SuiteRunner:
         return variants, cases
 
     def run(self, options: RunOptions | None = None) -> RunRecord:
-        variants, cases = self._selected(options or RunOptions())
+        variants, cases = self.select(options or RunOptions())
         config = self.suite.config
         sha, dirty = _git_identity(self.suite.folder)
         run = RunRecord(
