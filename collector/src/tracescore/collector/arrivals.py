@@ -15,7 +15,6 @@ class ArrivalTracker:
 
     def __init__(self) -> None:
         self._last: dict[str, float] = {}
-        self._spans: dict[str, int] = {}
         self._changed = threading.Condition()
 
     def observe(self, trace_ids: Iterable[str]) -> None:
@@ -23,12 +22,7 @@ class ArrivalTracker:
         with self._changed:
             for trace_id in trace_ids:
                 self._last[trace_id] = now
-                self._spans[trace_id] = self._spans.get(trace_id, 0) + 1
             self._changed.notify_all()
-
-    def spans_seen(self, trace_id: str) -> int:
-        with self._changed:
-            return self._spans.get(trace_id, 0)
 
     def wait_sealed(self, trace_id: str, quiet_s: float, timeout_s: float) -> bool:
         """Block until ``trace_id`` has been quiet for ``quiet_s``; False on timeout."""
@@ -47,4 +41,3 @@ class ArrivalTracker:
     def forget(self, trace_id: str) -> None:
         with self._changed:
             self._last.pop(trace_id, None)
-            self._spans.pop(trace_id, None)

@@ -143,14 +143,14 @@ def decode_spans(request: ExportTraceServiceRequest) -> SpanColumns:
                 trace_id = span.trace_id
                 span_id = span.span_id
                 parent = span.parent_span_id
-                if len(trace_id) != 16 or len(span_id) != 8 or (parent and len(parent) != 8):
-                    raise OtlpDecodeError(
-                        _bad_ids(span, f"{r_index}].scope_spans[{s_index}", index)
-                    )
-                if not any(trace_id) or not any(span_id):
-                    raise OtlpDecodeError(
-                        _bad_ids(span, f"{r_index}].scope_spans[{s_index}", index)
-                    )
+                if (
+                    len(trace_id) != 16
+                    or len(span_id) != 8
+                    or (parent and len(parent) != 8)
+                    or not any(trace_id)
+                    or not any(span_id)
+                ):
+                    raise OtlpDecodeError(_bad_ids(span, r_index, s_index, index))
                 trace_ids.append(trace_id.hex())
                 span_ids.append(span_id.hex())
                 parent_ids.append(parent.hex() if parent and any(parent) else "")
@@ -212,9 +212,9 @@ def _attrs(key_values: Any) -> Attrs:
     ]
 
 
-def _bad_ids(span: Any, middle: str, index: int) -> str:
+def _bad_ids(span: Any, r_index: int, s_index: int, index: int) -> str:
     """Which id of an invalid span is wrong; only built when rejecting a request."""
-    where = f"resource_spans[{middle}].spans[{index}]"
+    where = f"resource_spans[{r_index}].scope_spans[{s_index}].spans[{index}]"
     for name, size, required in (
         ("trace_id", 16, True),
         ("span_id", 8, True),

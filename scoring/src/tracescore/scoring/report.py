@@ -18,6 +18,11 @@ def _mark(score: Score | None) -> Text:
     return Text("pass", style="green") if score.passed else Text("FAIL", style="bold red")
 
 
+def _rate(decided: list[bool]) -> str:
+    passed = sum(decided)
+    return f"{passed}/{len(decided)} ({passed / len(decided):.0%})" if decided else "–"
+
+
 def case_line(case: ScoredCase) -> Text:
     """One progress line as a case finishes."""
     line = Text()
@@ -57,20 +62,18 @@ def print_summary(console: Console, run: RunRecord, evaluator_names: list[str], 
     rates.add_column("evaluator")
     for variant in run.variants:
         rates.add_column(variant, justify="right", style="cyan")
-    for name in [*evaluator_names, "case (all evaluators)"]:
-        cells: list[str] = []
+    for name in evaluator_names:
+        cells = []
         for variant in run.variants:
-            mine = [c for c in run.cases if c.variant == variant]
-            if name.startswith("case "):
-                decided = [c.status == "passed" for c in mine]
-            else:
-                scores = [s for c in mine for s in c.scores if s.evaluator == name]
-                decided = [bool(s.passed) for s in scores if not s.skipped]
-            passed = sum(decided)
+            scores = [s for c in run.cases if c.variant == variant for s in c.scores]
             cells.append(
-                f"{passed}/{len(decided)} ({passed / len(decided):.0%})" if decided else "–"
+                _rate([bool(s.passed) for s in scores if s.evaluator == name and not s.skipped])
             )
         rates.add_row(name, *cells)
+    rates.add_row(
+        "case (all evaluators)",
+        *[_rate([c.status == "passed" for c in run.cases if c.variant == v]) for v in run.variants],
+    )
     console.print(rates)
 
     problems = [c for c in run.cases if c.status != "passed"]

@@ -59,6 +59,14 @@ class Evaluator(ABC):
             explanation=explanation,
         )
 
+    def expected_values(self, explicit: Any, case: Case, case_key: str) -> list[str]:
+        """What to check: the ``params`` value, else the case's ``expected.<case_key>``."""
+        value = explicit if explicit is not None else case.expected.get(case_key)
+        return [str(v) for v in as_list(value)]
+
+    def nothing_to_check(self, case_key: str) -> Score:
+        return Score.skip(self.name, f"case has no expected.{case_key}")
+
     def missing(self, field: str, detail: str = "") -> Score:
         message = f"trace has no {field}"
         return Score.failure(self.name, f"{message}: {detail}" if detail else message)
@@ -110,10 +118,6 @@ def _param_path(loc: tuple[int | str, ...]) -> str:
 
 def _is_union_tag(part: str) -> bool:
     return part in {"str", "int", "float", "bool", "dict", "list", "none"} or "[" in part
-
-
-def case_value(case: Case, key: str) -> Any:
-    return case.expected.get(key)
 
 
 def as_list(value: Any) -> list[Any]:

@@ -8,8 +8,6 @@ from tracescore.schemas.trace import Trace
 from tracescore.scoring.evaluators.base import (
     Evaluator,
     EvaluatorParams,
-    as_list,
-    case_value,
     register,
 )
 
@@ -41,12 +39,12 @@ class ExactMatch(Evaluator):
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, ExactMatchParams)
-        expected = p.expected if p.expected is not None else case_value(case, p.case_key)
-        if expected is None:
-            return Score.skip(self.name, f"case has no expected.{p.case_key}")
+        expected = self.expected_values(p.expected, case, p.case_key)
+        if not expected:
+            return self.nothing_to_check(p.case_key)
         if trace.final_output is None:
             return self.missing("final output", _NO_OUTPUT)
-        got, want = trace.final_output, str(expected)
+        got, want = trace.final_output, expected[0]
         if p.strip:
             got, want = got.strip(), want.strip()
         if not p.case_sensitive:
@@ -73,11 +71,9 @@ class ContainsText(Evaluator):
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, ContainsTextParams)
-        needles = [
-            str(n) for n in as_list(p.text if p.text is not None else case_value(case, p.case_key))
-        ]
+        needles = self.expected_values(p.text, case, p.case_key)
         if not needles:
-            return Score.skip(self.name, f"case has no expected.{p.case_key}")
+            return self.nothing_to_check(p.case_key)
         if trace.final_output is None:
             return self.missing("final output", _NO_OUTPUT)
         haystack = trace.final_output if p.case_sensitive else trace.final_output.casefold()

@@ -8,8 +8,6 @@ from tracescore.schemas.trace import ToolCall, Trace
 from tracescore.scoring.evaluators.base import (
     Evaluator,
     EvaluatorParams,
-    as_list,
-    case_value,
     register,
 )
 
@@ -40,11 +38,9 @@ class ToolCalled(Evaluator):
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, ToolCalledParams)
-        wanted = [
-            str(t) for t in as_list(p.tool if p.tool is not None else case_value(case, p.case_key))
-        ]
+        wanted = self.expected_values(p.tool, case, p.case_key)
         if not wanted:
-            return Score.skip(self.name, f"case has no expected.{p.case_key}")
+            return self.nothing_to_check(p.case_key)
         called = [c.name for c in trace.tool_calls]
         problems: list[str] = []
         for name in wanted:
