@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tracescore.collector.pipeline import IngestPipeline, PipelineSettings
 from tracescore.collector.store import Store
 from tracescore.collector.store.chdb_store import ChdbStore
 
@@ -31,3 +32,11 @@ def store(chdb_path: Path) -> Iterator[Store]:
     yield opened
     opened.command(f"DROP DATABASE IF EXISTS {opened.db}")
     opened.close()
+
+
+@pytest.fixture
+def pipeline(store: Store, tmp_path: Path) -> Iterator[IngestPipeline]:
+    """The ingest pipeline over the test's store; tests ``flush()`` before reading rows."""
+    settings = PipelineSettings(spool_dir=tmp_path / "spool", fsync=False, flush_interval_s=0.05)
+    with IngestPipeline(store, settings) as running:
+        yield running

@@ -9,7 +9,10 @@ import pytest
 from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -27,15 +30,15 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.span import TraceState
 
-from tracescore.collector.http_receiver import HttpReceiver
+from tracescore.collector.http_receiver import HttpOptions, HttpReceiver
+from tracescore.collector.pipeline import IngestPipeline
 from tracescore.collector.store import Store
 
 
 @pytest.fixture
-def receiver(store: Store) -> Iterator[HttpReceiver]:
-    with HttpReceiver(
-        store, max_body_bytes=512 * 1024, max_decompressed_bytes=1024 * 1024
-    ) as running:
+def receiver(pipeline: IngestPipeline) -> Iterator[HttpReceiver]:
+    options = HttpOptions(max_body_bytes=512 * 1024, max_decompressed_bytes=1024 * 1024)
+    with HttpReceiver(pipeline, options=options) as running:
         yield running
 
 
@@ -85,10 +88,11 @@ def _send_spans(endpoint: str, compression: Compression) -> list[ReadableSpan]:
 
 @pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
 def test_sdk_exporter_rows_match_what_was_sent_column_by_column(
-    store: Store, receiver: HttpReceiver, compression: Compression
+    store: Store, receiver: HttpReceiver, pipeline: IngestPipeline, compression: Compression
 ) -> None:
     sent = _send_spans(receiver.endpoint, compression)
     assert len(sent) == 2
+    assert pipeline.flush()
     rows = {
         r["SpanId"]: r
         for r in store.query(
@@ -192,8 +196,8 @@ def test_non_protobuf_body_is_400_with_a_readable_message(
     assert store.count_spans() == 0
 
 
-def test_invalid_span_rejects_the_request_and_writes_nothing(
-    store: Store, receiver: HttpReceiver
+def test_invalid_span_is_rejected_by_partial_success_and_the_rest_is_stored(
+    store: Store, receiver: HttpReceiver, pipeline: IngestPipeline
 ) -> None:
     request = ExportTraceServiceRequest()
     spans = request.resource_spans.add().scope_spans.add().spans
@@ -201,9 +205,26 @@ def test_invalid_span_rejects_the_request_and_writes_nothing(
     bad = spans.add(trace_id=b"\x01" * 16, span_id=b"\x03" * 4, name="short id")
     assert good.name and bad.name
     code, body, _ = _post(receiver.endpoint, request.SerializeToString(), PROTOBUF)
+    assert code == 200
+    response = ExportTraceServiceResponse.FromString(body)
+    assert response.partial_success.rejected_spans == 1
+    assert "spans[1]: span_id has 4 bytes, expected 8" in response.partial_success.error_message
+    assert pipeline.flush()
+    assert [r["SpanName"] for r in store.query(f"SELECT SpanName FROM {store.db}.otel_traces")] == [
+        "fine"
+    ]
+
+
+def test_request_whose_spans_are_all_invalid_is_400_and_writes_nothing(
+    store: Store, receiver: HttpReceiver, pipeline: IngestPipeline
+) -> None:
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    spans.add(trace_id=b"\x00" * 16, span_id=b"\x02" * 8, name="zero trace id")
+    code, body, _ = _post(receiver.endpoint, request.SerializeToString(), PROTOBUF)
     assert code == 400
-    message = _status_message(body)
-    assert "spans[1].span_id has 4 bytes, expected 8" in message
+    assert "trace_id is empty or all zeros" in _status_message(body)
+    assert pipeline.flush()
     assert store.count_spans() == 0
 
 
@@ -245,7 +266,7 @@ def test_health(receiver: HttpReceiver) -> None:
 
 
 def test_hand_built_request_stores_ids_states_and_kinds_as_the_exporter_does(
-    store: Store, receiver: HttpReceiver
+    store: Store, receiver: HttpReceiver, pipeline: IngestPipeline
 ) -> None:
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
@@ -265,6 +286,7 @@ def test_hand_built_request_stores_ids_states_and_kinds_as_the_exporter_does(
     link.attributes.add(key="n").value.int_value = -7
     code, _, _ = _post(receiver.endpoint, request.SerializeToString(), PROTOBUF)
     assert code == 200
+    assert pipeline.flush()
     rows = store.query(
         f"SELECT TraceId, SpanId, ParentSpanId, TraceState, SpanKind, StatusCode, Duration, "
         f"ServiceName, ScopeName, Links.TraceId AS lt, Links.TraceState AS ls, "

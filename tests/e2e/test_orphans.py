@@ -7,6 +7,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from tracescore.collector.http_receiver import HttpReceiver
+from tracescore.collector.pipeline import IngestPipeline
 from tracescore.collector.store import Store
 from tracescore.scoring.reconstruct import reconstruct
 
@@ -14,8 +15,8 @@ TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 LOST_PARENT = 0x00F067AA0BA902B7
 
 
-def test_orphan_subtree_survives_the_round_trip(store: Store) -> None:
-    with HttpReceiver(store) as receiver:
+def test_orphan_subtree_survives_the_round_trip(store: Store, pipeline: IngestPipeline) -> None:
+    with HttpReceiver(pipeline) as receiver:
         provider = TracerProvider(resource=Resource.create({"service.name": "agent"}))
         provider.add_span_processor(
             SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{receiver.endpoint}/v1/traces"))
@@ -33,6 +34,7 @@ def test_orphan_subtree_survives_the_round_trip(store: Store) -> None:
         ):
             pass
         provider.shutdown()
+    assert pipeline.flush()
 
     trace_id = format(TRACE_ID, "032x")
     spans = store.fetch_trace(trace_id)

@@ -1,7 +1,20 @@
-"""The schema: exporter-identical otel_traces, tracescore tables, idempotent migrations."""
+"""The schema: exporter-identical otel_traces and otel_logs, tracescore tables, idempotent
+migrations, and their rendering for a ClickHouse cluster."""
+
+import re
+from collections.abc import Iterator
+
+import pytest
 
 from tracescore.collector.store import Store
-from tracescore.schemas.ddl import migrations
+from tracescore.schemas.ddl import (
+    LOGS_TABLE,
+    MIGRATIONS_TABLE,
+    _ClusterRenderer,
+    migrations,
+    setup_statements,
+)
+from tracescore.schemas.errors import ConfigError
 
 # The OpenTelemetry Collector contrib clickhouseexporter's otel_traces, column by column.
 EXPORTER_COLUMNS = [
@@ -109,3 +122,401 @@ def test_migrations_are_safe_to_run_twice(store: Store) -> None:
         for statement in migration.statements:
             store.command(statement)
     assert store.applied_migrations() == versions
+
+
+# The contrib clickhouseexporter's otel_logs (internal/sqltemplates/logs_table.sql as of
+# v0.161/v0.162, bloom-filter index variant): name, type, default kind and expression,
+# codec, comment.
+_MATERIALIZED = [
+    "k8s.cluster.name",
+    "k8s.container.name",
+    "k8s.deployment.name",
+    "k8s.namespace.name",
+    "k8s.node.name",
+    "k8s.pod.name",
+    "k8s.pod.uid",
+    "deployment.environment.name",
+]
+EXPORTER_LOG_COLUMNS = [
+    (
+        "Timestamp",
+        "DateTime64(9)",
+        "",
+        "",
+        "CODEC(Delta(8), ZSTD(1))",
+        "Event timestamp with nanosecond precision",
+    ),
+    ("TraceId", "String", "", "", "CODEC(ZSTD(1))", "W3C trace identifier"),
+    ("SpanId", "String", "", "", "CODEC(ZSTD(1))", "W3C span identifier"),
+    ("TraceFlags", "UInt8", "", "", "", "W3C trace flags"),
+    ("SeverityText", "LowCardinality(String)", "", "", "CODEC(ZSTD(1))", "Log severity as text"),
+    ("SeverityNumber", "UInt8", "", "", "", "Log severity as number (1-24)"),
+    (
+        "ServiceName",
+        "LowCardinality(String)",
+        "",
+        "",
+        "CODEC(ZSTD(1))",
+        "Service that emitted the log",
+    ),
+    ("Body", "String", "", "", "CODEC(ZSTD(1))", "Log message body"),
+    (
+        "ResourceSchemaUrl",
+        "LowCardinality(String)",
+        "",
+        "",
+        "CODEC(ZSTD(1))",
+        "Schema URL for the resource",
+    ),
+    (
+        "ResourceAttributes",
+        "Map(LowCardinality(String), String)",
+        "",
+        "",
+        "CODEC(ZSTD(1))",
+        "Resource attributes as key-value pairs",
+    ),
+    (
+        "ScopeSchemaUrl",
+        "LowCardinality(String)",
+        "",
+        "",
+        "CODEC(ZSTD(1))",
+        "Schema URL for the instrumentation scope",
+    ),
+    ("ScopeName", "String", "", "", "CODEC(ZSTD(1))", "Instrumentation scope name"),
+    (
+        "ScopeVersion",
+        "LowCardinality(String)",
+        "",
+        "",
+        "CODEC(ZSTD(1))",
+        "Instrumentation scope version",
+    ),
+    (
+        "ScopeAttributes",
+        "Map(LowCardinality(String), String)",
+        "",
+        "",
+        "CODEC(ZSTD(1))",
+        "Instrumentation scope attributes",
+    ),
+    (
+        "LogAttributes",
+        "Map(LowCardinality(String), String)",
+        "",
+        "",
+        "CODEC(ZSTD(1))",
+        "Log record attributes",
+    ),
+    (
+        "EventName",
+        "String",
+        "",
+        "",
+        "CODEC(ZSTD(1))",
+        "Event name for log records representing events",
+    ),
+    *(
+        (
+            f"__otel_materialized_{key}",
+            "LowCardinality(String)",
+            "MATERIALIZED",
+            f"ResourceAttributes['{key}']",
+            "CODEC(ZSTD(1))",
+            "",
+        )
+        for key in _MATERIALIZED
+    ),
+]
+
+
+def test_otel_logs_matches_the_exporter_column_for_column(store: Store) -> None:
+    rows = store.query(
+        "SELECT name, type, default_kind, default_expression, compression_codec, comment "
+        "FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+        "ORDER BY position",
+        {"db": store.database, "t": LOGS_TABLE},
+    )
+    assert [
+        (
+            r["name"],
+            r["type"],
+            r["default_kind"],
+            r["default_expression"],
+            r["compression_codec"],
+            r["comment"],
+        )
+        for r in rows
+    ] == EXPORTER_LOG_COLUMNS
+
+
+def test_otel_logs_keys_indexes_and_settings(store: Store) -> None:
+    rows = store.query(
+        "SELECT engine, partition_key, sorting_key, primary_key, engine_full FROM system.tables "
+        "WHERE database = {db:String} AND name = {t:String}",
+        {"db": store.database, "t": LOGS_TABLE},
+    )
+    assert len(rows) == 1
+    logs = rows[0]
+    assert logs["engine"] == "MergeTree"
+    assert logs["partition_key"] == "toDate(Timestamp)"
+    assert logs["sorting_key"] == "toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp"
+    assert logs["primary_key"] == logs["sorting_key"]  # the exporter sets no PRIMARY KEY
+    assert "TTL" not in logs["engine_full"]
+    assert logs["engine_full"].endswith(
+        "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1"
+    )
+    indexes = store.query(
+        "SELECT name, expr, type_full, granularity FROM system.data_skipping_indices "
+        "WHERE database = {db:String} AND table = {t:String} ORDER BY name",
+        {"db": store.database, "t": LOGS_TABLE},
+    )
+    assert [(r["name"], r["expr"], r["type_full"], r["granularity"]) for r in indexes] == [
+        ("idx_log_attr_key", "mapKeys(LogAttributes)", "bloom_filter(0.01)", 1),
+        ("idx_log_attr_value", "mapValues(LogAttributes)", "bloom_filter(0.01)", 1),
+        ("idx_lower_body", "lower(Body)", "tokenbf_v1(32768, 3, 0)", 8),
+        ("idx_res_attr_key", "mapKeys(ResourceAttributes)", "bloom_filter(0.01)", 1),
+        ("idx_res_attr_value", "mapValues(ResourceAttributes)", "bloom_filter(0.01)", 1),
+        ("idx_scope_attr_key", "mapKeys(ScopeAttributes)", "bloom_filter(0.01)", 1),
+        ("idx_scope_attr_value", "mapValues(ScopeAttributes)", "bloom_filter(0.01)", 1),
+        ("idx_trace_id", "TraceId", "bloom_filter(0.001)", 1),
+    ]
+
+
+# -- cluster rendering ----------------------------------------------------------------
+
+CLUSTER = "c1"
+_ZK_ARGS = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
+_CLUSTER_TABLES = [
+    "otel_traces",
+    "otel_traces_trace_id_ts",
+    "tracescore_runs",
+    "tracescore_case_results",
+    "tracescore_scores",
+    LOGS_TABLE,
+]
+
+
+def _format(store: Store, sql: str) -> str:
+    """ClickHouse's own rendering of ``sql``: parsing it is the syntax check."""
+    # Query parameters arrive in escaped text form, so newlines and tabs are escaped.
+    escaped = sql.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+    rows = store.query("SELECT formatQuery({q:String}) AS f", {"q": escaped})
+    formatted: str = rows[0]["f"]
+    return formatted
+
+
+def _single_and_cluster(database: str) -> list[tuple[str, list[str]]]:
+    """Each single-server statement with the cluster statements it renders to."""
+    pairs: list[tuple[str, list[str]]] = []
+    for plain, rendered in zip(migrations(database), migrations(database, CLUSTER), strict=True):
+        assert (plain.version, plain.name) == (rendered.version, rendered.name)
+        remaining = list(rendered.statements)
+        for statement in plain.statements:
+            # A table becomes a local and a Distributed table; a view stays one view.
+            count = 2 if "CREATE TABLE" in statement else 1
+            pairs.append((statement, remaining[:count]))
+            remaining = remaining[count:]
+        assert remaining == []
+    return pairs
+
+
+def test_single_server_rendering_is_unchanged_by_the_cluster_option(store: Store) -> None:
+    assert migrations(store.database, None) == migrations(store.database)
+    db = f"`{store.database}`"
+    assert setup_statements(store.database) == (
+        f"CREATE DATABASE IF NOT EXISTS {db}",
+        f"CREATE TABLE IF NOT EXISTS {db}.tracescore_schema_migrations "
+        "(Version UInt32, Name String, AppliedAt DateTime64(3, 'UTC')) "
+        "ENGINE = ReplacingMergeTree(AppliedAt) ORDER BY Version",
+    )
+    assert not any(
+        "ON CLUSTER" in s or "Replicated" in s
+        for m in migrations(store.database)
+        for s in m.statements
+    )
+
+
+def test_every_cluster_statement_is_valid_clickhouse(store: Store) -> None:
+    statements = [
+        *setup_statements(store.database, CLUSTER),
+        *(s for m in migrations(store.database, CLUSTER) for s in m.statements),
+    ]
+    for statement in statements:
+        formatted = _format(store, statement)
+        assert f" ON CLUSTER {CLUSTER}" in formatted.splitlines()[0], formatted
+
+
+def test_cluster_tables_are_replicated_locals_behind_distributed_tables(store: Store) -> None:
+    db = store.database
+    expected_engines = {
+        "otel_traces": ("MergeTree", "", "cityHash64(TraceId)"),
+        "otel_traces_trace_id_ts": ("AggregatingMergeTree", "", "cityHash64(TraceId)"),
+        "tracescore_runs": ("ReplacingMergeTree", "FinishedAt", "cityHash64(RunId)"),
+        "tracescore_case_results": ("ReplacingMergeTree", "Timestamp", "cityHash64(RunId)"),
+        "tracescore_scores": ("ReplacingMergeTree", "Timestamp", "cityHash64(TraceId)"),
+        LOGS_TABLE: ("MergeTree", "", "rand()"),
+    }
+    seen: set[str] = set()
+    for plain, rendered in _single_and_cluster(db):
+        plain_formatted = _format(store, plain)
+        if "MATERIALIZED VIEW" in plain:
+            # The view reads and writes the local tables; nothing else changes.
+            (view,) = rendered
+            formatted = _format(store, view)
+            assert f"TO {db}.otel_traces_trace_id_ts_local\n" in formatted
+            assert f"FROM {db}.otel_traces_local\n" in formatted
+            unclustered = formatted.replace(f" ON CLUSTER {CLUSTER}", "")
+            assert unclustered.replace("_local", "") == plain_formatted
+            continue
+        local, distributed = rendered
+        table = plain_formatted.splitlines()[0].rsplit(".", 1)[1]
+        family, version, sharding_key = expected_engines[table]
+        seen.add(table)
+        # The local table is the single-server table renamed, ON CLUSTER, and replicated.
+        args = f"{_ZK_ARGS}, {version}" if version else _ZK_ARGS
+        expected_local = plain_formatted.replace(
+            f"EXISTS {db}.{table}\n", f"EXISTS {db}.{table}_local ON CLUSTER {CLUSTER}\n", 1
+        ).replace(
+            f"ENGINE = {family}({version})\n" if version else f"ENGINE = {family}\n",
+            f"ENGINE = Replicated{family}({args})\n",
+            1,
+        )
+        assert expected_local != plain_formatted
+        assert _format(store, local) == expected_local
+        assert _format(store, distributed) == (
+            f"CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {CLUSTER} "
+            f"AS {db}.{table}_local\n"
+            f"ENGINE = Distributed('{CLUSTER}', '{db}', '{table}_local', {sharding_key})"
+        )
+    assert seen == set(expected_engines)
+    local, distributed = setup_statements(db, CLUSTER)[1:]
+    assert f"ReplicatedReplacingMergeTree({_ZK_ARGS}, AppliedAt)" in _format(store, local)
+    assert "ENGINE = Distributed(" in _format(store, distributed)
+
+
+@pytest.fixture
+def scratch_database(store: Store) -> Iterator[str]:
+    name = f"{store.database}_cluster"
+    yield name
+    store.command(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def test_cluster_local_and_distributed_tables_have_identical_columns(
+    store: Store, scratch_database: str
+) -> None:
+    """Run the whole cluster script in chDB with only what needs a real cluster swapped out.
+
+    chDB has neither a cluster nor Keeper, so ON CLUSTER is dropped, each Replicated
+    engine becomes its plain family and each Distributed table a Merge table over the
+    same local table: both are created ``AS`` the local table, which copies its
+    columns the same way. Everything else runs as rendered.
+    """
+    db = scratch_database
+    script = [
+        *setup_statements(db, CLUSTER),
+        *(s for m in migrations(db, CLUSTER) for s in m.statements),
+    ]
+    distributed: list[str] = []
+    for statement in script:
+        runnable, clusters = re.subn(f" ON CLUSTER `{CLUSTER}`", "", statement)
+        assert clusters == 1
+        runnable, replicated = re.subn(
+            rf"Replicated(\w*MergeTree)\({re.escape(_ZK_ARGS)}(?:, )?", r"\1(", runnable
+        )
+        runnable, merged = re.subn(
+            rf"ENGINE = Distributed\('{CLUSTER}', '{db}', '(\w+)', [^\n]+\)\Z",
+            rf"ENGINE = Merge('{db}', '^\1$')",
+            runnable,
+        )
+        if merged:
+            distributed.append(runnable.split(".", 1)[1].split(" ", 1)[0])
+        assert replicated + merged <= 1
+        store.command(runnable)
+    assert sorted(distributed) == sorted([*_CLUSTER_TABLES, MIGRATIONS_TABLE])
+    columns = (
+        "SELECT name, type, default_kind, default_expression, compression_codec, comment "
+        "FROM system.columns WHERE database = {db:String} AND table = {t:String} "
+        "ORDER BY position"
+    )
+    for table in distributed:
+        local = store.query(columns, {"db": db, "t": f"{table}_local"})
+        assert local, table
+        assert store.query(columns, {"db": db, "t": table}) == local, table
+    # The view fires on inserts into the local traces table and fills the local lookup.
+    store.command(
+        f"INSERT INTO `{db}`.otel_traces_local (Timestamp, TraceId, SpanId) "
+        "VALUES ('2026-01-02 03:04:05', 'abc', '01')"
+    )
+    rows = store.query(f"SELECT TraceId, Start FROM `{db}`.otel_traces_trace_id_ts_local")
+    assert [r["TraceId"] for r in rows] == ["abc"]
+
+
+@pytest.mark.parametrize(
+    ("statement", "complaint"),
+    [
+        ("ALTER TABLE `otel`.t ADD COLUMN x String", "cannot render this statement"),
+        ("CREATE TABLE IF NOT EXISTS `otel`.t (a String) ENGINE = Log", "no Replicated"),
+        (
+            "CREATE TABLE IF NOT EXISTS `otel`.t (a String) "
+            "ENGINE = ReplicatedMergeTree('/p', 'r') ORDER BY a",
+            "no Replicated",
+        ),
+        ("CREATE TABLE IF NOT EXISTS `otel`.t (a String) ORDER BY a", "no ENGINE"),
+        ("CREATE TABLE `otel`.t (a String) ENGINE = MergeTree ORDER BY a", "cannot render"),
+        ("CREATE TABLE IF NOT EXISTS `other`.t (a String) ENGINE = MergeTree", "plain name"),
+        (
+            "CREATE TABLE IF NOT EXISTS `otel`.t (a String) ENGINE = ReplacingMergeTree "
+            "ORDER BY tuple()",
+            "no ORDER BY key",
+        ),
+        ("CREATE TABLE IF NOT EXISTS `otel`.t (a String ENGINE = MergeTree", "unbalanced"),
+        ("CREATE TABLE IF NOT EXISTS `otel`.t (a String COMMENT 'x) ENGINE", "unterminated"),
+        (
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `otel`.v AS SELECT a FROM `otel`.t",
+            "cannot render",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `otel`.v TO `otel`.t AS SELECT a FROM t",
+            "must read tables",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS `otel`.v TO `otel`.t "
+            "AS SELECT a FROM `otel`.unknown",
+            "not a table created",
+        ),
+    ],
+)
+def test_cluster_rendering_refuses_what_it_cannot_convert(statement: str, complaint: str) -> None:
+    renderer = _ClusterRenderer("otel", CLUSTER)
+    renderer.render(
+        "CREATE TABLE IF NOT EXISTS `otel`.t (a String) ENGINE = MergeTree ORDER BY a", "setup"
+    )
+    with pytest.raises(ConfigError, match=complaint):
+        renderer.render(statement, "test")
+
+
+def test_cluster_rendering_is_not_fooled_by_quoted_text() -> None:
+    renderer = _ClusterRenderer("otel", CLUSTER)
+    local, distributed = renderer.render(
+        "-- ENGINE = Log ( in a comment\n"
+        "CREATE TABLE IF NOT EXISTS `otel`.t (\n"
+        "    `a.b` String COMMENT 'ORDER BY x) ENGINE = Log',\n"
+        "    v UInt8\n"
+        ") ENGINE = ReplacingMergeTree(v) ORDER BY (`a.b`, v)",
+        "test",
+    )
+    assert local.endswith(
+        f") ENGINE = ReplicatedReplacingMergeTree({_ZK_ARGS}, v) ORDER BY (`a.b`, v)"
+    )
+    assert "COMMENT 'ORDER BY x) ENGINE = Log'" in local
+    assert distributed.endswith("'t_local', cityHash64(`a.b`))")
+
+
+@pytest.mark.parametrize("cluster", ["", "my-cluster", "c1; DROP DATABASE x", "`c1`"])
+def test_cluster_name_must_be_an_identifier(cluster: str) -> None:
+    with pytest.raises(ConfigError, match="invalid cluster name"):
+        migrations("otel", cluster)
+    with pytest.raises(ConfigError, match="invalid cluster name"):
+        setup_statements("otel", cluster)

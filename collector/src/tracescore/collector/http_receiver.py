@@ -1,17 +1,21 @@
-"""OTLP/HTTP receiver: ``POST /v1/traces`` with a protobuf ``ExportTraceServiceRequest``.
+"""OTLP/HTTP receiver: ``POST /v1/traces`` and ``/v1/logs``, protobuf or JSON, gzip or not.
 
-A request is acknowledged only after its spans are written to the store.
+Also serves ``/health`` and the Prometheus ``/metrics``. A request is
+acknowledged only once the pipeline has durably spooled it. Errors follow the
+OTLP/HTTP spec: a ``google.rpc.Status`` body in the request's encoding, 400 for
+bad data, 401 without a valid bearer token, 413 for oversized bodies, 415 for
+unsupported content types, and 503 with ``Retry-After`` when the spool is full.
 """
 
+import asyncio
+import hmac
 import logging
-import socket
-import threading
 import time
 import zlib
-from collections.abc import Callable
+from dataclasses import dataclass
 
-import uvicorn
 from google.rpc import status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -19,162 +23,204 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from tracescore.collector.spans_decode import SpanColumns, decode_spans, parse_export_request
-from tracescore.collector.store import Store
-from tracescore.schemas.errors import OtlpDecodeError, StoreError, TracescoreError
+from tracescore.collector.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from tracescore.collector.otlp_checks import Checked
+from tracescore.collector.otlp_json import (
+    logs_json_to_protobuf,
+    response_json,
+    status_json,
+    traces_json_to_protobuf,
+)
+from tracescore.collector.pipeline import IngestPipeline, Overloaded, Signal
+from tracescore.collector.server_thread import ServerThread
+from tracescore.schemas.errors import OtlpDecodeError, StoreError
 
 log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 
-SpanListener = Callable[[SpanColumns], None]
+# google.rpc.Code values, for the Status bodies of errors.
+_CODES = {400: 3, 401: 16, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}
 
 
-class _BodyError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+@dataclass(frozen=True)
+class HttpOptions:
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+    # Requests handled at once; more are answered 503 + Retry-After, which bounds memory.
+    max_concurrent_requests: int = 32
+    auth_token: str | None = None
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
-def _status_response(
-    http_status: int, message: str, headers: dict[str, str] | None = None
+def _error(
+    status: int, message: str, as_json: bool, headers: dict[str, str] | None = None
 ) -> Response:
-    # OTLP/HTTP: error bodies are a google.rpc.Status in the request's encoding.
-    body = status_pb2.Status(code=_grpc_code(http_status), message=message).SerializeToString()
-    return Response(body, status_code=http_status, media_type=PROTOBUF, headers=headers)
+    code = _CODES.get(status, 2)
+    if as_json:
+        return Response(status_json(code, message), status, headers, media_type=JSON)
+    body = status_pb2.Status(code=code, message=message).SerializeToString()
+    return Response(body, status, headers, media_type=PROTOBUF)
 
 
-def _grpc_code(http_status: int) -> int:
-    return {400: 3, 413: 8, 415: 3, 503: 14}.get(http_status, 2)
+def bearer_ok(header: str | None, token: str) -> bool:
+    scheme, _, value = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
 
 
 async def _read_body(request: Request, max_body: int, max_decompressed: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body:
-        raise _BodyError(413, f"request body of {declared} bytes exceeds the {max_body}-byte limit")
+        raise _Refused(413, f"request body of {declared} bytes exceeds the {max_body}-byte limit")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_body:
-            raise _BodyError(413, f"request body exceeds the {max_body}-byte limit")
+            raise _Refused(413, f"request body exceeds the {max_body}-byte limit")
         chunks.append(chunk)
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding != "gzip":
-        raise _BodyError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
-    # Inflate with a cap so a small compressed bomb cannot exhaust memory.
+        raise _Refused(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    # Inflate with a cap so a small compressed bomb never expands in memory.
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         data = inflater.decompress(body, max_decompressed + 1)
     except zlib.error as exc:
-        raise _BodyError(400, f"gzip body is corrupt: {exc}") from exc
+        raise _Refused(400, f"gzip body is corrupt: {exc}") from exc
     if len(data) > max_decompressed or inflater.unconsumed_tail:
-        raise _BodyError(413, f"decompressed body exceeds the {max_decompressed}-byte limit")
+        raise _Refused(413, f"decompressed body exceeds the {max_decompressed}-byte limit")
     return data
 
 
-def create_app(
-    store: Store,
-    *,
-    on_spans: SpanListener | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
-) -> Starlette:
-    """The ASGI app; ``on_spans`` hears about every batch after it is stored."""
+def create_app(pipeline: IngestPipeline, options: HttpOptions | None = None) -> Starlette:
+    opts = options or HttpOptions()
+    metrics = pipeline.metrics
+    slots = asyncio.Semaphore(opts.max_concurrent_requests)
 
-    async def export_traces(request: Request) -> Response:
+    async def export(request: Request, signal: Signal) -> Response:
+        started = time.perf_counter()
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in (PROTOBUF, "application/protobuf"):
+        as_json = content_type == JSON
+        if opts.auth_token is not None and not bearer_ok(
+            request.headers.get("authorization"), opts.auth_token
+        ):
+            metrics.requests.labels(signal.value, "http", "unauthenticated").inc()
+            return _error(
+                401,
+                "missing or invalid bearer token",
+                as_json,
+                {"WWW-Authenticate": 'Bearer realm="tracescore"'},
+            )
+        if content_type not in (PROTOBUF, "application/protobuf", JSON):
             return PlainTextResponse(
-                f"unsupported Content-Type {content_type or '(none)'!r}; "
-                f"send {PROTOBUF} (OTLP/HTTP binary protobuf)",
+                f"unsupported Content-Type {content_type or '(none)'!r}; send {PROTOBUF} "
+                f"or {JSON} (OTLP/HTTP)",
                 status_code=415,
             )
-        try:
-            body = await _read_body(request, max_body_bytes, max_decompressed_bytes)
-            spans = decode_spans(parse_export_request(body))
-        except _BodyError as exc:
-            return _status_response(exc.status, exc.message)
-        except OtlpDecodeError as exc:
-            return _status_response(400, f"invalid OTLP trace export: {exc}")
-        try:
-            await run_in_threadpool(store.insert_spans, spans)
-        except StoreError as exc:
-            log.error("span write failed: %s", exc)
-            return _status_response(503, "spans could not be stored; retry", {"Retry-After": "1"})
-        if on_spans is not None:
-            on_spans(spans)
+        if slots.locked():
+            metrics.requests.labels(signal.value, "http", "backpressure").inc()
+            return _error(503, "too many concurrent requests; retry", as_json, {"Retry-After": "1"})
+        async with slots:
+            try:
+                body = await _read_body(request, opts.max_body_bytes, opts.max_decompressed_bytes)
+                checked = await run_in_threadpool(_export, pipeline, signal, body, as_json)
+            except _Refused as exc:
+                metrics.requests.labels(signal.value, "http", "refused").inc()
+                return _error(exc.status, exc.message, as_json, exc.headers)
+            except OtlpDecodeError as exc:
+                return _error(400, f"invalid OTLP {signal.value} export: {exc}", as_json)
+            except Overloaded as exc:
+                return _error(503, str(exc), as_json, {"Retry-After": str(exc.retry_after_s)})
+            except StoreError as exc:
+                log.error("spool write failed: %s", exc)
+                return _error(
+                    503, "could not store the request; retry", as_json, {"Retry-After": "1"}
+                )
+        metrics.request_seconds.labels("http").observe(time.perf_counter() - started)
+        if as_json:
+            return Response(
+                response_json(checked.rejected, checked.message, signal.value),
+                media_type=JSON,
+            )
         return Response(
-            ExportTraceServiceResponse().SerializeToString(), status_code=200, media_type=PROTOBUF
+            _response_pb(signal, checked.rejected, checked.message), media_type=PROTOBUF
         )
+
+    async def traces(request: Request) -> Response:
+        return await export(request, Signal.TRACES)
+
+    async def logs(request: Request) -> Response:
+        return await export(request, Signal.LOGS)
 
     async def health(_: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def metrics_page(_: Request) -> Response:
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
     return Starlette(
         routes=[
-            Route("/v1/traces", export_traces, methods=["POST"]),
+            Route("/v1/traces", traces, methods=["POST"]),
+            Route("/v1/logs", logs, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
         ]
     )
 
 
-class HttpReceiver:
-    """Runs the receiver on a background thread; port 0 picks a free port."""
+def _export(pipeline: IngestPipeline, signal: Signal, body: bytes, as_json: bool) -> Checked:
+    if as_json:
+        convert = traces_json_to_protobuf if signal is Signal.TRACES else logs_json_to_protobuf
+        body = convert(body)
+    return pipeline.export(signal, body, "http/json" if as_json else "http/protobuf")
+
+
+def _response_pb(signal: Signal, rejected: int, message: str) -> bytes:
+    if signal is Signal.TRACES:
+        traces = ExportTraceServiceResponse()
+        if rejected or message:
+            traces.partial_success.rejected_spans = rejected
+            traces.partial_success.error_message = message
+        return traces.SerializeToString()
+    logs = ExportLogsServiceResponse()
+    if rejected or message:
+        logs.partial_success.rejected_log_records = rejected
+        logs.partial_success.error_message = message
+    return logs.SerializeToString()
+
+
+class HttpReceiver(ServerThread):
+    """The OTLP/HTTP receiver on a background thread; port 0 picks a free port."""
 
     def __init__(
         self,
-        store: Store,
+        pipeline: IngestPipeline,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        on_spans: SpanListener | None = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+        options: HttpOptions | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
-        self._app = create_app(
-            store,
-            on_spans=on_spans,
-            max_body_bytes=max_body_bytes,
-            max_decompressed_bytes=max_decompressed_bytes,
+        super().__init__(
+            create_app(pipeline, options),
+            host=host,
+            port=port,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            name="OTLP/HTTP receiver",
         )
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        self.host, self.port = self._socket.getsockname()[:2]
-        config = uvicorn.Config(self._app, log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-
-    @property
-    def endpoint(self) -> str:
-        """The base URL, as OTEL_EXPORTER_OTLP_ENDPOINT expects it."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, timeout_s: float = 10.0) -> "HttpReceiver":
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise TracescoreError(f"the OTLP receiver did not start on {self.endpoint}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._socket.close()
-
-    def __enter__(self) -> "HttpReceiver":
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()

@@ -134,7 +134,7 @@ def decode_spans(request: ExportTraceServiceRequest) -> SpanColumns:
     codes, messages = cols.status_code, cols.status_message
     kind_names, code_names = _KIND_NAMES, _CODE_NAMES
     for r_index, resource_spans in enumerate(request.resource_spans):
-        resource_attrs = _attrs(resource_spans.resource.attributes)
+        resource_attrs = attribute_pairs(resource_spans.resource.attributes)
         service_name = next((v for k, v in resource_attrs if k == "service.name"), "")
         for s_index, scope_spans in enumerate(resource_spans.scope_spans):
             scope_name = scope_spans.scope.name
@@ -163,7 +163,7 @@ def decode_spans(request: ExportTraceServiceRequest) -> SpanColumns:
                 resources.append(resource_attrs)
                 scope_names.append(scope_name)
                 scope_versions.append(scope_version)
-                span_attrs.append(_attrs(span.attributes))
+                span_attrs.append(attribute_pairs(span.attributes))
                 # pdata subtracts unsigned timestamps; a span that ends before it
                 # starts is stored with zero duration instead of a wrapped-around value.
                 end = span.end_time_unix_nano
@@ -175,7 +175,7 @@ def decode_spans(request: ExportTraceServiceRequest) -> SpanColumns:
                 if events:
                     cols.events_timestamp.append([e.time_unix_nano for e in events])
                     cols.events_name.append([e.name for e in events])
-                    cols.events_attributes.append([_attrs(e.attributes) for e in events])
+                    cols.events_attributes.append([attribute_pairs(e.attributes) for e in events])
                 else:
                     cols.events_timestamp.append([])
                     cols.events_name.append([])
@@ -190,7 +190,7 @@ def decode_spans(request: ExportTraceServiceRequest) -> SpanColumns:
                         [_hex_id(lk.span_id, 8, f"{where}.links.span_id") for lk in links]
                     )
                     cols.links_trace_state.append([lk.trace_state for lk in links])
-                    cols.links_attributes.append([_attrs(lk.attributes) for lk in links])
+                    cols.links_attributes.append([attribute_pairs(lk.attributes) for lk in links])
                 else:
                     cols.links_trace_id.append([])
                     cols.links_span_id.append([])
@@ -203,7 +203,7 @@ _KIND_NAMES = dict(enumerate(SPAN_KINDS))
 _CODE_NAMES = dict(enumerate(STATUS_CODES))
 
 
-def _attrs(key_values: Any) -> Attrs:
+def attribute_pairs(key_values: Any) -> Attrs:
     # String values inline; every other type goes through the full conversion.
     return [
         (kv.key, v.string_value if v.WhichOneof("value") == "string_value" else any_value_to_str(v))

@@ -1,18 +1,26 @@
 """The ``tracescore`` command line."""
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import parse_qs, urlsplit
 
 from rich.console import Console
 
-from tracescore.collector.store import open_store, store_url
+from tracescore.collector.config import load_collector_config
+from tracescore.collector.store import DEFAULT_DATABASE, STORE_ENV, open_store, store_url
+from tracescore.schemas.ddl import migrations, setup_statements
 from tracescore.schemas.errors import ConfigError, TracescoreError
 from tracescore.scoring.config import load_suite
 from tracescore.scoring.evaluators import registered
 from tracescore.scoring.report import case_line, print_summary
 from tracescore.scoring.runner import RunOptions, SuiteRunner, tracescore_version
+
+DEFAULT_COLLECTOR_CONFIG = Path("configs/collector.yaml")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -50,8 +58,41 @@ def _parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
     init = db_commands.add_parser("init", help="create the database and apply migrations")
     init.add_argument("--store", help="store URL")
+    init.add_argument(
+        "--cluster",
+        metavar="NAME",
+        help="create every table ON CLUSTER NAME: replicated <table>_local tables "
+        "plus Distributed tables under the usual names",
+    )
+    init.add_argument(
+        "--print",
+        dest="print_ddl",
+        action="store_true",
+        help="print the DDL instead of running it (the store is not opened)",
+    )
 
     commands.add_parser("evaluators", help="list the available evaluator types")
+
+    collector = commands.add_parser("collector", help="the OTLP collector")
+    collector_commands = collector.add_subparsers(
+        dest="collector_command", required=True, parser_class=_Parser
+    )
+    serve = collector_commands.add_parser(
+        "serve",
+        help="receive OTLP (gRPC :4317, HTTP :4318) into the store until stopped",
+        description="Settings come from --config (default configs/collector.yaml when present), "
+        "then $TRACESCORE_STORE, then these flags.",
+    )
+    serve.add_argument("--config", type=Path, help="collector YAML file")
+    serve.add_argument("--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)")
+    serve.add_argument("--host", help="address for the OTLP listeners (default 0.0.0.0)")
+    serve.add_argument("--grpc-port", type=int, help="OTLP/gRPC port (default 4317)")
+    serve.add_argument("--http-port", type=int, help="OTLP/HTTP port (default 4318)")
+    serve.add_argument(
+        "--query-port", type=int, help="ClickHouse-compatible query port (default 8124)"
+    )
+    serve.add_argument("--spool-dir", type=Path, help="where accepted requests wait to be loaded")
+    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser
 
 
@@ -87,14 +128,72 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _db_init(args: argparse.Namespace, console: Console) -> int:
+    if args.print_ddl:
+        sys.stdout.write(_ddl_script(_store_database(store_url(args.store)), args.cluster))
+        return EXIT_OK
     store = open_store(args.store)
     try:
-        applied = store.migrate()
+        applied = store.migrate(args.cluster)
         versions = store.applied_migrations()
     finally:
         store.close()
     done = ", ".join(str(v) for v in applied) if applied else "none (already up to date)"
-    console.print(f"{store.location}: applied migrations {done}; schema at version {max(versions)}")
+    where = f"{store.location} on cluster {args.cluster}" if args.cluster else store.location
+    console.print(f"{where}: applied migrations {done}; schema at version {max(versions)}")
+    return EXIT_OK
+
+
+def _ddl_script(database: str, cluster: str | None) -> str:
+    """Every statement ``db init`` would run, as a script clickhouse-client can run."""
+    blocks = [
+        "-- setup: database and applied-migrations table\n"
+        + "\n".join(f"{statement};\n" for statement in setup_statements(database, cluster))
+    ]
+    for migration in migrations(database, cluster):
+        blocks.append(
+            f"-- migration {migration.version:04d}_{migration.name}\n"
+            + "\n".join(f"{statement};\n" for statement in migration.statements)
+        )
+    return "\n".join(blocks)
+
+
+def _store_database(url: str) -> str:
+    """The database a store URL names, read without opening the store."""
+    location, _, query = url.partition("?")
+    named = parse_qs(query).get("database")
+    if named:
+        return named[-1]
+    if location.startswith(("clickhouse://", "clickhouses://", "http://", "https://")):
+        path = urlsplit(location).path.strip("/")
+        if path:
+            return path
+    return DEFAULT_DATABASE
+
+
+def _collector(args: argparse.Namespace, _: Console) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    path = args.config
+    if path is None and DEFAULT_COLLECTOR_CONFIG.is_file():
+        path = DEFAULT_COLLECTOR_CONFIG
+    overrides: dict[str, Any] = {
+        "store": args.store or os.environ.get(STORE_ENV),
+        "http.host": args.host,
+        "grpc.host": args.host,
+        "http.port": args.http_port,
+        "grpc.port": args.grpc_port,
+        "query.port": args.query_port,
+        "spool.dir": str(args.spool_dir) if args.spool_dir else None,
+    }
+    config = load_collector_config(path, overrides)
+    # Imported here: grpc is only needed by the long-running collector.
+    from tracescore.collector.service import Collector
+
+    collector = Collector(config).start()
+    collector.serve_forever()
     return EXIT_OK
 
 
@@ -111,7 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         console = Console(width=120)
     try:
         args = _parser().parse_args(argv)
-        handlers = {"run": _run, "validate": _validate, "db": _db_init, "evaluators": _evaluators}
+        handlers = {
+            "run": _run,
+            "validate": _validate,
+            "db": _db_init,
+            "evaluators": _evaluators,
+            "collector": _collector,
+        }
         return handlers[args.command](args, console)
     except TracescoreError as exc:
         # One plain line, never wrapped: CI logs and scripts read it.

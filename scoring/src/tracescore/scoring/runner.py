@@ -20,7 +20,7 @@ from opentelemetry.util.types import AttributeValue
 
 from tracescore.collector.arrivals import ArrivalTracker
 from tracescore.collector.http_receiver import HttpReceiver
-from tracescore.collector.spans_decode import SpanColumns
+from tracescore.collector.pipeline import IngestPipeline, PipelineSettings, default_spool_dir
 from tracescore.collector.store import Store
 from tracescore.instrumentation import attached, env_from_context, traces_url, with_case_baggage
 from tracescore.schemas import attributes as attr
@@ -114,7 +114,16 @@ class SuiteRunner:
             started_ns=time.time_ns(),
         )
         self.store.migrate()
-        with HttpReceiver(self.store, on_spans=self._observe) as receiver:
+        # The in-process receiver spools without fsync: a suite's traces are re-created
+        # by re-running it, and each case waits for its own spans to load.
+        self.pipeline = IngestPipeline(
+            self.store,
+            PipelineSettings(
+                spool_dir=default_spool_dir(self.store), fsync=False, flush_interval_s=0.05
+            ),
+            on_traces=self._observe,
+        )
+        with self.pipeline, HttpReceiver(self.pipeline) as receiver:
             providers = {v.name: self._harness_provider(v, receiver.endpoint) for v in variants}
             tasks = [(v, c) for v in variants for c in cases]
             order = {(v.name, c.id): i for i, (v, c) in enumerate(tasks)}
@@ -143,8 +152,8 @@ class SuiteRunner:
                 write_run(self.store, run)
         return run
 
-    def _observe(self, spans: SpanColumns) -> None:
-        self.tracker.observe(spans.trace_id)
+    def _observe(self, trace_ids: set[bytes]) -> None:
+        self.tracker.observe(trace_id.hex() for trace_id in trace_ids)
 
     def _harness_provider(self, variant: Variant, endpoint: str) -> TracerProvider:
         resource = Resource.create(
@@ -205,6 +214,7 @@ class SuiteRunner:
 
         sealed = self.tracker.wait_sealed(trace_id, config.quiet_period_s, config.seal_timeout_s)
         self.tracker.forget(trace_id)
+        self.pipeline.flush(timeout_s=config.seal_timeout_s)
         spans = self.store.fetch_trace(trace_id)
         trace = reconstruct(trace_id, spans)
         result = ScoredCase(

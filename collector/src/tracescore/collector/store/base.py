@@ -8,7 +8,14 @@ from typing import Any
 import pyarrow as pa
 
 from tracescore.collector.spans_decode import SpanColumns
-from tracescore.schemas.ddl import MIGRATIONS_TABLE, TRACES_TABLE, migrations, quote_identifier
+from tracescore.schemas.ddl import (
+    MIGRATIONS_TABLE,
+    TRACES_TABLE,
+    local_table_name,
+    migrations,
+    quote_identifier,
+    setup_statements,
+)
 from tracescore.schemas.spans import Span, SpanEvent, SpanLink
 
 QueryParams = Mapping[str, Any]
@@ -26,6 +33,9 @@ _SPAN_COLUMNS = """
 
 class Store(ABC):
     """Where spans, runs, case results and scores live (one ClickHouse database)."""
+
+    # Whether the engine runs in this process and can read files the collector wrote.
+    reads_local_files = False
 
     def __init__(self, database: str) -> None:
         self.database = database
@@ -57,30 +67,36 @@ class Store(ABC):
         rows: list[dict[str, Any]] = self.query_arrow(sql, params).to_pylist()
         return rows
 
-    def migrate(self) -> list[int]:
+    def migrate(self, cluster: str | None = None) -> list[int]:
         """Create the database and apply pending migrations; returns the versions applied now.
 
         Safe to run any number of times: applied versions are recorded, and every
         statement is idempotent on its own so an interrupted migration can re-run.
+        With ``cluster``, every table is created ``ON CLUSTER`` as a replicated
+        ``<table>_local`` plus a ``Distributed`` table under its usual name.
         """
-        self.command(f"CREATE DATABASE IF NOT EXISTS {self.db}")
-        self.command(
-            f"CREATE TABLE IF NOT EXISTS {self.db}.{MIGRATIONS_TABLE} "
-            "(Version UInt32, Name String, AppliedAt DateTime64(3, 'UTC')) "
-            "ENGINE = ReplacingMergeTree(AppliedAt) ORDER BY Version"
-        )
+        # Everything is rendered before anything runs: DDL that cannot be rendered
+        # for the cluster must fail before it half-creates a schema.
+        setup = setup_statements(self.database, cluster)
+        rendered = migrations(self.database, cluster)
+        for statement in setup:
+            self.command(statement)
         done = {
             int(row["Version"])
             for row in self.query(f"SELECT Version FROM {self.db}.{MIGRATIONS_TABLE}")
         }
         applied: list[int] = []
-        for migration in migrations(self.database):
+        # On a cluster the record goes straight into this server's shard: an insert
+        # through the Distributed table may be queued and not yet readable, while
+        # reads through it always include the local shard.
+        record_in = local_table_name(MIGRATIONS_TABLE, cluster)
+        for migration in rendered:
             if migration.version in done:
                 continue
             for statement in migration.statements:
                 self.command(statement)
             self.insert_arrow(
-                MIGRATIONS_TABLE,
+                record_in,
                 pa.table(
                     {
                         "Version": pa.array([migration.version], pa.uint32()),

@@ -59,6 +59,8 @@ def _release(shared: _SharedSession) -> None:
 
 
 class ChdbStore(Store):
+    reads_local_files = True
+
     def __init__(self, path: str | Path, database: str = "otel") -> None:
         super().__init__(database)
         self.path = Path(path).resolve()
@@ -109,3 +111,20 @@ class ChdbStore(Store):
         if self._shared is not None:
             _release(self._shared)
             self._shared = None
+
+    def connect(self) -> Any:
+        """A new chDB connection to this store's engine, with session state of its own.
+
+        ``USE`` and ``SET`` on it do not leak into the shared session, so a caller
+        (the query server) can give each request its own database and settings and
+        run requests in parallel. The caller closes it; close it before the store.
+        """
+        self._session()
+        import chdb
+
+        try:
+            return chdb.connect(str(self.path))
+        except Exception as exc:
+            raise StoreError(
+                f"cannot open a connection to the chDB store at {self.path}: {exc}"
+            ) from exc
