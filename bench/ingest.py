@@ -181,7 +181,7 @@ def grpc_sender(
     channel = grpc.insecure_channel(
         f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
     )
-    export = channel.unary_unary(_TRACE_EXPORT)
+    export: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(_TRACE_EXPORT)
     index = 0
     while not stop.is_set():
         body = bodies[index % len(bodies)]
@@ -190,7 +190,7 @@ def grpc_sender(
         try:
             export(body, timeout=60)
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
+            code = exc.code()
             with tally.lock:
                 if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
                     tally.refused += 1

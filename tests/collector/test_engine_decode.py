@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValueList
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tracescore.collector.pipeline import IngestPipeline, PipelineSettings, Signal
 from tracescore.collector.store import Store
@@ -103,7 +104,7 @@ def _request(rng: random.Random, spans: int) -> ExportTraceServiceRequest:
             )
             for index in range(rng.randint(0, 5)):
                 _fill(span.attributes.add(key=f"k{index}").value, rng, nested=False)
-            span.status.code = rng.randint(0, 2)
+            span.status.code = trace_pb2.Status.StatusCode.ValueType(rng.randint(0, 2))
             span.status.message = _text(rng)
             for _ in range(rng.randint(0, 2)):
                 event = span.events.add(time_unix_nano=start + 5, name=_text(rng))

@@ -300,9 +300,7 @@ _CLUSTER_TABLES = [
 
 def _format(store: Store, sql: str) -> str:
     """ClickHouse's own rendering of ``sql``: parsing it is the syntax check."""
-    # Query parameters arrive in escaped text form, so newlines and tabs are escaped.
-    escaped = sql.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-    rows = store.query("SELECT formatQuery({q:String}) AS f", {"q": escaped})
+    rows = store.query("SELECT formatQuery({q:String}) AS f", {"q": sql})
     formatted: str = rows[0]["f"]
     return formatted
 

@@ -18,8 +18,22 @@ class _Model(BaseModel):
 
 class Listener(_Model):
     host: str = "0.0.0.0"
-    port: int = Field(ge=0, le=65535)
+    port: int = Field(default=0, ge=0, le=65535)
     enabled: bool = True
+
+
+class GrpcListener(Listener):
+    port: int = Field(default=4317, ge=0, le=65535)
+
+
+class HttpListener(Listener):
+    port: int = Field(default=4318, ge=0, le=65535)
+
+
+class QueryListener(Listener):
+    # Loopback unless asked otherwise: the query port reads every stored trace.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8124, ge=0, le=65535)
 
 
 class TlsConfig(_Model):
@@ -62,15 +76,15 @@ class SpoolConfig(_Model):
     max_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     fsync: bool = True
     flush_interval_s: float = Field(default=0.2, gt=0)
-    batch_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    batch_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     engine_min_spans: int = Field(default=5_000, ge=0)
 
 
 class CollectorConfig(_Model):
     store: str | None = None
-    http: Listener = Listener(port=4318)
-    grpc: Listener = Listener(port=4317)
-    query: Listener = Listener(host="127.0.0.1", port=8124)
+    http: HttpListener = HttpListener()
+    grpc: GrpcListener = GrpcListener()
+    query: QueryListener = QueryListener()
     limits: LimitsConfig = LimitsConfig()
     spool: SpoolConfig = SpoolConfig()
     auth: AuthConfig | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from tracescore.collector.pipeline import IngestPipeline, Overloaded, Signal
+from tracescore.collector.pipeline import IngestPipeline, OverloadedError, Signal
 from tracescore.schemas.errors import ConfigError, OtlpDecodeError, StoreError
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class GrpcReceiver:
         }
         self._server.add_generic_rpc_handlers((_Router(handlers),))
         address = f"{host}:{port}"
+        _check_bindable(host, port)
         try:
             if tls_cert is not None:
                 if tls_key is None:
@@ -108,7 +110,7 @@ class GrpcReceiver:
             checked = self._pipeline.export(signal, body, "grpc")
         except OtlpDecodeError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid OTLP {signal.value}: {exc}")
-        except Overloaded as exc:
+        except OverloadedError as exc:
             _abort_retryable(context, str(exc), exc.retry_after_s)
         except StoreError as exc:
             log.error("spool write failed: %s", exc)
@@ -148,6 +150,21 @@ class GrpcReceiver:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def _check_bindable(host: str, port: int) -> None:
+    # grpc's own bind failure says only "Failed to bind"; a plain socket says why.
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"OTLP/gRPC receiver: cannot listen on {host}:{port}: {exc.strerror}"
+            ) from exc
 
 
 def _abort_retryable(context: grpc.ServicerContext, message: str, retry_after_s: int) -> None:

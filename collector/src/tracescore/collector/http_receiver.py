@@ -31,7 +31,7 @@ from tracescore.collector.otlp_json import (
     status_json,
     traces_json_to_protobuf,
 )
-from tracescore.collector.pipeline import IngestPipeline, Overloaded, Signal
+from tracescore.collector.pipeline import IngestPipeline, OverloadedError, Signal
 from tracescore.collector.server_thread import ServerThread
 from tracescore.schemas.errors import OtlpDecodeError, StoreError
 
@@ -55,7 +55,7 @@ class HttpOptions:
     auth_token: str | None = None
 
 
-class _Refused(Exception):
+class _RefusedError(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
@@ -81,28 +81,30 @@ def bearer_ok(header: str | None, token: str) -> bool:
 async def _read_body(request: Request, max_body: int, max_decompressed: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body:
-        raise _Refused(413, f"request body of {declared} bytes exceeds the {max_body}-byte limit")
+        raise _RefusedError(
+            413, f"request body of {declared} bytes exceeds the {max_body}-byte limit"
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_body:
-            raise _Refused(413, f"request body exceeds the {max_body}-byte limit")
+            raise _RefusedError(413, f"request body exceeds the {max_body}-byte limit")
         chunks.append(chunk)
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding != "gzip":
-        raise _Refused(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+        raise _RefusedError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
     # Inflate with a cap so a small compressed bomb never expands in memory.
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         data = inflater.decompress(body, max_decompressed + 1)
     except zlib.error as exc:
-        raise _Refused(400, f"gzip body is corrupt: {exc}") from exc
+        raise _RefusedError(400, f"gzip body is corrupt: {exc}") from exc
     if len(data) > max_decompressed or inflater.unconsumed_tail:
-        raise _Refused(413, f"decompressed body exceeds the {max_decompressed}-byte limit")
+        raise _RefusedError(413, f"decompressed body exceeds the {max_decompressed}-byte limit")
     return data
 
 
@@ -138,12 +140,12 @@ def create_app(pipeline: IngestPipeline, options: HttpOptions | None = None) -> 
             try:
                 body = await _read_body(request, opts.max_body_bytes, opts.max_decompressed_bytes)
                 checked = await run_in_threadpool(_export, pipeline, signal, body, as_json)
-            except _Refused as exc:
+            except _RefusedError as exc:
                 metrics.requests.labels(signal.value, "http", "refused").inc()
                 return _error(exc.status, exc.message, as_json, exc.headers)
             except OtlpDecodeError as exc:
                 return _error(400, f"invalid OTLP {signal.value} export: {exc}", as_json)
-            except Overloaded as exc:
+            except OverloadedError as exc:
                 return _error(503, str(exc), as_json, {"Retry-After": str(exc.retry_after_s)})
             except StoreError as exc:
                 log.error("spool write failed: %s", exc)

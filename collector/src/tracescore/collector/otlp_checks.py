@@ -19,7 +19,7 @@ _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 
 
-class LimitExceeded(OtlpDecodeError):
+class LimitExceededError(OtlpDecodeError):
     """The request breaks a configured limit (not malformed, but refused whole)."""
 
 
@@ -52,7 +52,7 @@ def check_traces(body: bytes, limits: Limits, *, collect_trace_ids: bool = False
         ) from exc
     total = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
     if total > limits.max_items_per_request:
-        raise LimitExceeded(
+        raise LimitExceededError(
             f"request has {total} spans; the limit is {limits.max_items_per_request} per "
             "request (lower the exporter's batch size)"
         )
@@ -113,7 +113,7 @@ def check_logs(body: bytes, limits: Limits, *, collect_trace_ids: bool = False) 
         ) from exc
     total = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
     if total > limits.max_items_per_request:
-        raise LimitExceeded(
+        raise LimitExceededError(
             f"request has {total} log records; the limit is {limits.max_items_per_request} "
             "per request (lower the exporter's batch size)"
         )

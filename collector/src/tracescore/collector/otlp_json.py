@@ -486,11 +486,6 @@ def _repeated_scalar_field(field: FieldDescriptor, element: Handler) -> Handler:
 _ANY_VALUE = AnyValue.DESCRIPTOR.full_name
 _KEY_VALUE = KeyValue.DESCRIPTOR.full_name
 
-# Attribute keys repeat across spans; "key" field bytes are cached by the key string.
-_KEY_CACHE: dict[str, bytes] = {}
-_KEY_CACHE_SIZE = 8192
-
-
 _ANY_FIELDS = AnyValue.DESCRIPTOR.fields_by_name
 _STRING_VALUE_TAG = _key(_ANY_FIELDS["string_value"].number, 2)
 _INT_VALUE_TAG = _key(_ANY_FIELDS["int_value"].number, 0)
@@ -562,85 +557,74 @@ def _any_value_field(tag: bytes, repeated: bool, generic: _Message) -> Handler:
     return handle_many if repeated else handle_one
 
 
-def _cached_key(key: str) -> bytes:
-    key_bytes = _length_delimited(_KEY_TAG, _utf8(key)) if key else b""
-    if len(_KEY_CACHE) >= _KEY_CACHE_SIZE:
-        _KEY_CACHE.clear()
-    _KEY_CACHE[key] = key_bytes
-    return key_bytes
+# Encoded attributes are cached by (key, value) when the value is a short string
+# or an integer: GenAI spans repeat most of theirs (operation, provider, model,
+# token counts) across a batch, and a hit costs a fraction of encoding. Long
+# values (messages, tool arguments) rarely repeat and are not kept.
+_CACHED_CHARS = 256
+_CACHE_ENTRIES = 4096
 
 
 def _attributes_field(tag: bytes, key_value: _Message, any_value: _Message) -> Handler:
-    lengths, cache = _LEN, _KEY_CACHE
-    string_tag, int_tag, value_tag, int64_max = (
-        _STRING_VALUE_TAG,
-        _INT_VALUE_TAG,
-        _VALUE_TAG,
-        _INT64_MAX,
-    )
+    # One cache per kind, since "40" may be a stringValue or an intValue.
+    strings: dict[tuple[str, str], bytes] = {}
+    integers: dict[tuple[str, str | int], bytes] = {}
+    keys: dict[str, bytes] = {}
+    key_tag, value_tag = _KEY_TAG, _VALUE_TAG
+
+    def encode(key: str, value: Any) -> bytes:
+        key_bytes = keys.get(key)
+        if key_bytes is None:
+            try:
+                key_bytes = _length_delimited(key_tag, _utf8(key)) if key else b""
+            except _Bad as exc:
+                exc.path.append("key")
+                raise
+            if len(key) <= _CACHED_CHARS:
+                if len(keys) >= _CACHE_ENTRIES:
+                    keys.clear()
+                keys[key] = key_bytes
+        try:
+            encoded = _any_value_fast(value, any_value)
+        except _Bad as exc:
+            exc.path.append("value")
+            raise
+        return _length_delimited(tag, key_bytes + _length_delimited(value_tag, encoded))
 
     def handle(values: Any) -> bytes:
         if type(values) is not list:
             raise _expected("an array", values)
-        # Pieces of every attribute go into one list joined once: with the
-        # lengths computed up front, no per-attribute bytes object is built.
         parts: list[bytes] = []
         index = 0
         try:
             for index, item in enumerate(values):
+                # The common shape, {"key": "...", "value": {<one kind>: ...}}, is
+                # handled here; anything else (snake_case, nulls, strindex) walks.
                 if type(item) is dict and len(item) == 2:
                     key = item.get("key")
                     value = item.get("value")
                     if type(key) is str and type(value) is dict:
-                        key_bytes = cache.get(key)
-                        if key_bytes is None:
-                            key_bytes = _cached_key(key)
-                        if len(value) == 1:
+                        attribute = None
+                        if len(value) == 1 and len(key) <= _CACHED_CHARS:
                             text = value.get("stringValue")
                             if type(text) is str:
-                                raw = text.encode()
-                                size = len(raw)
-                                if size < 8192 and len(key_bytes) < 4096:
-                                    inner = size + 1 + len(lengths[size])
-                                    outer = len(key_bytes) + 1 + len(lengths[inner]) + inner
-                                    parts += (
-                                        tag,
-                                        lengths[outer],
-                                        key_bytes,
-                                        value_tag,
-                                        lengths[inner],
-                                        string_tag,
-                                        lengths[size],
-                                        raw,
-                                    )
-                                    continue
-                            number = value.get("intValue")
-                            if type(number) is str and number.isdigit() and number.isascii():
-                                number = int(number)
-                            if type(number) is int and 0 <= number <= int64_max:
-                                encoded = int_tag + _varint(number)
-                                inner = len(encoded)
-                                outer = len(key_bytes) + 2 + inner
-                                if outer < 4096:
-                                    parts += (
-                                        tag,
-                                        lengths[outer],
-                                        key_bytes,
-                                        value_tag,
-                                        lengths[inner],
-                                        encoded,
-                                    )
-                                    continue
-                        try:
-                            encoded = _any_value_fast(value, any_value)
-                        except _Bad as exc:
-                            exc.path.append("value")
-                            raise
-                        parts.append(
-                            _length_delimited(
-                                tag, key_bytes + _length_delimited(value_tag, encoded)
-                            )
-                        )
+                                if len(text) <= _CACHED_CHARS:
+                                    attribute = strings.get((key, text))
+                                    if attribute is None:
+                                        attribute = encode(key, value)
+                                        if len(strings) >= _CACHE_ENTRIES:
+                                            strings.clear()
+                                        strings[key, text] = attribute
+                            else:
+                                number = value.get("intValue")
+                                if type(number) is str or type(number) is int:
+                                    attribute = integers.get((key, number))
+                                    if attribute is None:
+                                        attribute = encode(key, value)
+                                        if len(integers) >= _CACHE_ENTRIES:
+                                            integers.clear()
+                                        integers[key, number] = attribute
+                        parts.append(attribute or encode(key, value))
                         continue
                 if item is None:
                     raise _Bad("null is not allowed in an array")
@@ -648,10 +632,6 @@ def _attributes_field(tag: bytes, key_value: _Message, any_value: _Message) -> H
         except _Bad as exc:
             exc.path.append(f"[{index}]")
             raise
-        except UnicodeEncodeError:
-            bad = _Bad("string contains an unpaired surrogate")
-            bad.path += ["stringValue", "value", f"[{index}]"]
-            raise bad from None
         return b"".join(parts)
 
     return handle

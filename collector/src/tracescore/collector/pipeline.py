@@ -12,7 +12,7 @@ grows past ``batch_bytes``) and writes sealed segments to the store:
   a much smaller fixed cost per batch.
 
 Both paths write identical rows. When the spool's backlog reaches its bound,
-``export`` raises :class:`Overloaded` and receivers answer with backpressure
+``export`` raises :class:`OverloadedError` and receivers answer with backpressure
 (HTTP 503 + Retry-After, gRPC UNAVAILABLE) so exporters retry later.
 """
 
@@ -20,8 +20,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import pyarrow as pa
@@ -45,12 +45,12 @@ LOGS_TABLE = "otel_logs"
 TraceListener = Callable[[set[bytes]], None]
 
 
-class Signal(str, Enum):
+class Signal(StrEnum):
     TRACES = "traces"
     LOGS = "logs"
 
 
-class Overloaded(TracescoreError):
+class OverloadedError(TracescoreError):
     """The spool is full: the sender should retry after ``retry_after_s``."""
 
     def __init__(self, message: str, retry_after_s: int) -> None:
@@ -64,12 +64,13 @@ class PipelineSettings:
     max_spool_bytes: int = 512 * 1024 * 1024
     fsync: bool = True
     flush_interval_s: float = 0.2
-    batch_bytes: int = 64 * 1024 * 1024
+    # Bounds the engine's memory per batch (~50x the protobuf size at peak).
+    batch_bytes: int = 16 * 1024 * 1024
     # Below this many spans a batch goes through the Python path: the engine's
     # statement costs ~0.1-0.3 s to plan, which only pays off on large batches.
     engine_min_spans: int = 5_000
     max_load_attempts: int = 5
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
 
 
 def default_spool_dir(store: Store) -> Path:
@@ -102,7 +103,9 @@ class IngestPipeline:
             for signal in Signal
         }
         self._wake = threading.Condition()
-        self._appended = 0  # requests appended, across signals
+        # Requests appended, across signals; recovered segments count, so a first
+        # flush() waits for what an earlier run acknowledged but never loaded.
+        self._appended = sum(len(spool.ready()) for spool in self._spools.values())
         self._loaded_through = 0  # every request appended before this count is loaded
         self._flush_wanted = False
         self._stopping = False
@@ -114,7 +117,7 @@ class IngestPipeline:
 
     # -- receiving ---------------------------------------------------------------------
     def export(self, signal: Signal, body: bytes, protocol: str) -> Checked:
-        """Validate and durably spool one request; raises OtlpDecodeError or Overloaded."""
+        """Validate and durably spool one request; raises OtlpDecodeError or OverloadedError."""
         check = check_traces if signal is Signal.TRACES else check_logs
         want_ids = signal is Signal.TRACES and self._on_traces is not None
         try:
@@ -136,7 +139,7 @@ class IngestPipeline:
                 self.metrics.requests.labels(signal.value, protocol, "backpressure").inc()
                 with self._wake:
                     self._wake.notify()
-                raise Overloaded(
+                raise OverloadedError(
                     f"the {signal.value} spool is full ({spool.backlog_bytes} bytes waiting "
                     "to be written); retry later",
                     retry_after_s=max(1, round(self.settings.flush_interval_s * 5)),
@@ -262,13 +265,52 @@ class IngestPipeline:
             self.store.insert_arrow(LOGS_TABLE, decode_logs(requests))
             return
         retried = any(self._failures.get(s.path) for s in batch)
-        # A batch the engine failed on is retried through the Python path.
-        if self.store.reads_local_files and items >= self.settings.engine_min_spans and not retried:
+        recovered = any(s.recovered for s in batch)
+        # A batch the engine failed on is retried through the Python path, as is one
+        # recovered after a crash (it may need rows skipped).
+        if (
+            self.store.reads_local_files
+            and items >= self.settings.engine_min_spans
+            and not retried
+            and not recovered
+        ):
             self.store.command(traces_insert_sql(self.store.db, [s.path for s in batch]))
             return
         tables = [decode_spans(_parse_traces(data)).to_arrow() for data in _requests_in(batch)]
-        if tables:
-            self.store.insert_arrow(TRACES_TABLE, pa.concat_tables(tables))
+        if not tables:
+            return
+        spans = pa.concat_tables(tables)
+        if recovered:
+            spans = self._not_yet_stored(spans)
+        self.store.insert_arrow(TRACES_TABLE, spans)
+
+    def _not_yet_stored(self, spans: pa.Table) -> pa.Table:
+        """Drop spans the store already has: a crash mid-load left part of a batch written."""
+        trace_ids = sorted(set(spans.column("TraceId").to_pylist()))
+        stored: set[tuple[str, str]] = set()
+        for start in range(0, len(trace_ids), 1000):
+            rows = self.store.query(
+                f"SELECT TraceId, SpanId FROM {self.store.db}.{TRACES_TABLE} "
+                "WHERE TraceId IN {ids:Array(String)}",
+                {"ids": _array_literal(trace_ids[start : start + 1000])},
+            )
+            stored.update((r["TraceId"], r["SpanId"]) for r in rows)
+        if not stored:
+            return spans
+        keep = [
+            (trace_id, span_id) not in stored
+            for trace_id, span_id in zip(
+                spans.column("TraceId").to_pylist(),
+                spans.column("SpanId").to_pylist(),
+                strict=True,
+            )
+        ]
+        log.warning(
+            "recovered segment: %d of %d spans were stored before the restart; skipped them",
+            keep.count(False),
+            len(keep),
+        )
+        return spans.filter(pa.array(keep))
 
     def _failed(self, spool: Spool, batch: list[Segment], exc: Exception) -> None:
         self.metrics.load_failures.inc()
@@ -287,6 +329,11 @@ class IngestPipeline:
         for signal, spool in self._spools.items():
             self.metrics.queue_bytes.labels(signal.value).set(spool.backlog_bytes)
             self.metrics.queue_items.labels(signal.value).set(spool.pending_items)
+
+
+def _array_literal(ids: list[str]) -> str:
+    # Trace ids read back from the store are lowercase hex: safe inside quotes.
+    return "[" + ",".join(f"'{i}'" for i in ids) + "]"
 
 
 def _requests_in(batch: list[Segment]) -> Iterator[bytes]:

@@ -55,7 +55,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from tracescore.collector.store.chdb_store import ChdbStore
+from tracescore.collector.store.chdb_store import ChdbStore, escape_param
 from tracescore.schemas.errors import ConfigError, TracescoreError
 
 log = logging.getLogger(__name__)
@@ -645,17 +645,6 @@ def _content_type(fmt: str | None) -> str:
     return "application/octet-stream"
 
 
-def _escape_param(value: str) -> str:
-    # Query parameter values are read in the TSV escaped format.
-    return (
-        value.replace("\\", "\\\\")
-        .replace("\t", "\\t")
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\0", "\\0")
-    )
-
-
 def _quote_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -752,7 +741,7 @@ class _Executor:
         result = conn.query(
             "SELECT formatQuerySingleLine({q:String})",
             "RawBLOB",
-            params={"q": _escape_param(text)},
+            params={"q": escape_param(text)},
         )
         return bytes(result.bytes()).decode("utf-8")
 

@@ -143,15 +143,19 @@ class Collector:
             )
         return "stats " + " ".join(parts)
 
-    def serve_forever(self) -> None:
-        """Run until SIGINT/SIGTERM, then shut down gracefully."""
+    def handle_signals(self) -> None:
+        """SIGINT/SIGTERM end ``serve_forever`` gracefully; install before ``start``."""
 
         def on_signal(signum: int, _: FrameType | None) -> None:
-            log.info("received %s; shutting down", signal.Signals(signum).name)
+            if not self._stopped.is_set():
+                log.info("received %s; shutting down", signal.Signals(signum).name)
             self._stopped.set()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+
+    def serve_forever(self) -> None:
+        """Run until stopped (see ``handle_signals``), then shut down gracefully."""
         interval = self.config.stats_interval_s
         last = time.monotonic()
         while not self._stopped.wait(0.5):

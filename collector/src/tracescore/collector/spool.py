@@ -62,6 +62,9 @@ class Segment:
     path: Path
     size: int
     items: int  # spans or log records, as counted by the receiver
+    # Sealed before a restart: the crash may have come mid-load, after some rows were
+    # written, so loading it again must skip what the store already has.
+    recovered: bool = False
 
 
 class _Active:
@@ -130,11 +133,12 @@ class Spool:
                 path.unlink()
                 continue
             ready = path.with_suffix(_READY)
-            if path.suffix == _OPEN:
-                path.rename(ready)
             # Item counts aren't stored; a recovered segment is counted by its requests,
             # which only steers the choice of load path.
-            self._ready.append(Segment(int(path.stem), ready, end, count))
+            was_sealed = path.suffix == _READY
+            if not was_sealed:
+                path.rename(ready)
+            self._ready.append(Segment(int(path.stem), ready, end, count, recovered=was_sealed))
             log.info("spool segment %s recovered: %d requests to load", ready, count)
 
     def _open(self, seq: int) -> _Active:

@@ -192,7 +192,10 @@ def _collector(args: argparse.Namespace, _: Console) -> int:
     # Imported here: grpc is only needed by the long-running collector.
     from tracescore.collector.service import Collector
 
-    collector = Collector(config).start()
+    collector = Collector(config)
+    # Before start(): a SIGTERM while the listeners open still shuts down cleanly.
+    collector.handle_signals()
+    collector.start()
     collector.serve_forever()
     return EXIT_OK
 

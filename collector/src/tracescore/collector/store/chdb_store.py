@@ -58,6 +58,23 @@ def _release(shared: _SharedSession) -> None:
                 shared.session.close()
 
 
+def escape_param(value: str) -> str:
+    """chDB reads query parameter values in the TSV escaped format: escape them."""
+    return (
+        value.replace("\\", "\\\\")
+        .replace("\t", "\\t")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\0", "\\0")
+    )
+
+
+def escape_params(params: QueryParams | None) -> dict[str, Any] | None:
+    if not params:
+        return None
+    return {k: escape_param(v) if isinstance(v, str) else v for k, v in params.items()}
+
+
 class ChdbStore(Store):
     reads_local_files = True
 
@@ -103,7 +120,7 @@ class ChdbStore(Store):
         shared = self._session()
         with shared.lock:
             try:
-                return shared.session.query(sql, fmt, params=dict(params) if params else None)
+                return shared.session.query(sql, fmt, params=escape_params(params))
             except Exception as exc:
                 raise StoreError(f"query failed on {self.location}: {exc}") from exc
 
