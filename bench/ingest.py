@@ -215,15 +215,31 @@ def metric(port: int, name: str) -> float:
     return total
 
 
-def peak_rss_mib(pid: int) -> float:
+def memory_mib(pid: int) -> dict[str, float]:
+    """Peak RSS (VmHWM) and the current anonymous and file-backed parts, in MiB."""
+    found: dict[str, float] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+        key = line.split(":")[0]
+        if key in ("VmHWM", "RssAnon", "RssFile"):
+            found[key] = int(line.split()[1]) / 1024
+    return found
+
+
+def memory_text(pid: int) -> str:
+    m = memory_mib(pid)
+    return (
+        f"{m['VmHWM']:,.0f} MiB (now {m['RssAnon']:,.0f} anonymous + "
+        f"{m['RssFile']:,.0f} file-backed)"
+    )
 
 
 def drive(
-    ports: tuple[int, int], bodies: list[bytes], spans: int, senders: int, seconds: float
+    ports: tuple[int, int],
+    bodies: list[bytes],
+    spans: int,
+    senders: int,
+    seconds: float,
+    protocols: tuple[str, ...] = ("http", "grpc"),
 ) -> tuple[Tally, float]:
     http_port, grpc_port = ports
     tally = Tally()
@@ -231,7 +247,7 @@ def drive(
     written_before = metric(http_port, "tracescore_collector_written_items_total")
     threads = [
         threading.Thread(
-            target=http_sender if i % 2 == 0 else grpc_sender,
+            target=http_sender if protocols[i % len(protocols)] == "http" else grpc_sender,
             args=(
                 http_port if i % 2 == 0 else grpc_port,
                 bodies[i:] + bodies[:i],
@@ -320,7 +336,7 @@ def main() -> None:
             rows.append(("  ratio to the in-process ceiling", f"{rate / engine_ceiling:.2f}"))
         rows.append(("  request latency p50 / p99", f"{p50:,.0f} ms / {p99:,.0f} ms"))
         rows.append(("  refused (backpressure) / errors", f"{tally.refused} / {len(tally.errors)}"))
-        rows.append(("  collector peak RSS", f"{peak_rss_mib(collector.pid):,.0f} MiB"))
+        rows.append(("  collector peak RSS", memory_text(collector.pid)))
         overload, _ = drive(
             (http_port, grpc_port), bodies, spans, args.senders * 4, args.seconds / 2
         )
@@ -331,7 +347,7 @@ def main() -> None:
             )
         )
         rows.append(
-            ("  collector peak RSS after overload", f"{peak_rss_mib(collector.pid):,.0f} MiB")
+            ("  collector peak RSS after overload", memory_text(collector.pid))
         )
     finally:
         collector.send_signal(signal.SIGTERM)
