@@ -245,11 +245,12 @@ def drive(
     tally = Tally()
     stop = threading.Event()
     written_before = metric(http_port, "tracescore_collector_written_items_total")
+    kinds = [protocols[i % len(protocols)] for i in range(senders)]
     threads = [
         threading.Thread(
-            target=http_sender if protocols[i % len(protocols)] == "http" else grpc_sender,
+            target=http_sender if kinds[i] == "http" else grpc_sender,
             args=(
-                http_port if i % 2 == 0 else grpc_port,
+                http_port if kinds[i] == "http" else grpc_port,
                 bodies[i:] + bodies[:i],
                 spans,
                 stop,
@@ -292,8 +293,8 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
     engine_ceiling = float("nan")
     if not args.skip_ceiling:
-        engine_ceiling = ceiling(bodies[:40], spans, engine=True)
-        python_ceiling = ceiling(bodies[:40], spans, engine=False)
+        engine_ceiling = ceiling(bodies, spans, engine=True)
+        python_ceiling = ceiling(bodies, spans, engine=False)
         rows.append(
             ("in-process ceiling, engine decode (no network)", f"{engine_ceiling:,.0f} spans/s")
         )
@@ -346,9 +347,7 @@ def main() -> None:
                 f"{overload.refused} / {len(overload.errors)}",
             )
         )
-        rows.append(
-            ("  collector peak RSS after overload", memory_text(collector.pid))
-        )
+        rows.append(("  collector peak RSS after overload", memory_text(collector.pid)))
     finally:
         collector.send_signal(signal.SIGTERM)
         collector.wait(timeout=120)

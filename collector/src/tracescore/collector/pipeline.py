@@ -99,6 +99,7 @@ class IngestPipeline:
                 settings.spool_dir / signal.value,
                 max_bytes=settings.max_spool_bytes,
                 fsync=settings.fsync,
+                max_segment_bytes=max(1, settings.batch_bytes // 2),
             )
             for signal in Signal
         }
@@ -146,7 +147,7 @@ class IngestPipeline:
                 )
             with self._wake:
                 self._appended += 1
-                if spool.active_bytes >= self.settings.batch_bytes:
+                if spool.ready_count:
                     self._wake.notify()
             self.metrics.accepted.labels(signal.value, protocol).inc(checked.accepted)
         self.metrics.requests.labels(
@@ -286,7 +287,7 @@ class IngestPipeline:
 
     def _not_yet_stored(self, spans: pa.Table) -> pa.Table:
         """Drop spans the store already has: a crash mid-load left part of a batch written."""
-        trace_ids = sorted(set(spans.column("TraceId").to_pylist()))
+        trace_ids = sorted({str(t) for t in spans.column("TraceId").to_pylist()})
         stored: set[tuple[str, str]] = set()
         for start in range(0, len(trace_ids), 1000):
             rows = self.store.query(

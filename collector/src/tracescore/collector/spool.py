@@ -97,9 +97,20 @@ class _Active:
 class Spool:
     """Bounded by ``max_bytes`` on disk; ``append`` refuses once the backlog is full."""
 
-    def __init__(self, directory: Path, *, max_bytes: int, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int,
+        fsync: bool = True,
+        max_segment_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        # Segments are loaded whole, so their size bounds the store's memory per load:
+        # the active one is sealed once it reaches this size, whether or not the loader
+        # has caught up.
+        self.max_segment_bytes = max_segment_bytes
         self._fsync = fsync
         self._lock = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
@@ -160,6 +171,8 @@ class Spool:
             active.items += items
             self._backlog += len(frame)
             end = active.size
+            if active.size >= self.max_segment_bytes:
+                self._seal_active()
         try:
             active.sync_to(end)
         except OSError as exc:
@@ -170,14 +183,16 @@ class Spool:
     def seal(self) -> None:
         """Close the active segment (if it has data) so the loader can take it."""
         with self._lock:
-            active = self._active
-            if active.size == 0:
-                return
-            active.close()
-            ready = active.path.with_suffix(_READY)
-            active.path.rename(ready)
-            self._ready.append(Segment(active.seq, ready, active.size, active.items))
-            self._active = self._open(active.seq + 1)
+            if self._active.size:
+                self._seal_active()
+
+    def _seal_active(self) -> None:
+        active = self._active
+        active.close()
+        ready = active.path.with_suffix(_READY)
+        active.path.rename(ready)
+        self._ready.append(Segment(active.seq, ready, active.size, active.items))
+        self._active = self._open(active.seq + 1)
 
     def ready(self) -> list[Segment]:
         with self._lock:
@@ -217,8 +232,9 @@ class Spool:
             return self._active.items + sum(s.items for s in self._ready)
 
     @property
-    def active_bytes(self) -> int:
-        return self._active.size
+    def ready_count(self) -> int:
+        """Sealed segments waiting for the loader."""
+        return len(self._ready)
 
     def close(self) -> None:
         with self._lock:
