@@ -443,3 +443,59 @@ def test_listener_section_without_a_port_keeps_the_default_port(tmp_path: Path) 
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo" / "eval.yaml"
+
+
+def _run_demo_case(tmp_path: Path, store_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**_env(), "TRACESCORE_STORE": store_url}
+    return subprocess.run(
+        [sys.executable, "-m", "tracescore.scoring", "run", str(DEMO)]
+        + ["--variant", "strong", "--case", "multiply"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_a_suite_runs_against_a_running_collector_through_its_query_port(
+    tmp_path: Path, processes: list[Served]
+) -> None:
+    config = tmp_path / "auth.yaml"
+    config.write_text("auth:\n  token_env: TRACESCORE_COLLECTOR_TOKEN\n", encoding="utf-8")
+    ports = _free_ports(3)
+    stderr_path = tmp_path / "serve.stderr"
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(
+            _command(tmp_path / "data", config, ports),
+            cwd=tmp_path,
+            env={**_env(), "TRACESCORE_COLLECTOR_TOKEN": "s3cret"},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    served = Served(proc, ports[0], ports[1], ports[2], stderr_path)
+    processes.append(served)
+    _wait_started(served)
+
+    # Without the token the span tables are read-only: the run says why, per case.
+    refused = _run_demo_case(tmp_path, f"clickhouse://127.0.0.1:{served.query_port}/otel")
+    assert refused.returncode == 1, refused.stderr
+    assert "could not be written to" in refused.stdout
+    assert "auth token" in refused.stdout
+
+    run = _run_demo_case(
+        tmp_path, f"clickhouse://default:s3cret@127.0.0.1:{served.query_port}/otel"
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 cases: 1 passed" in run.stdout.replace("\n", " ")
+    results = _query(
+        served,
+        "SELECT count() FROM otel.tracescore_case_results WHERE CaseId = 'multiply' "
+        "AND Status = 'passed'",
+    )
+    assert results.strip() == "1"
+    assert _stop(served) == 0

@@ -16,6 +16,7 @@ Both paths write identical rows. When the spool's backlog reaches its bound,
 (HTTP 503 + Retry-After, gRPC UNAVAILABLE) so exporters retry later.
 """
 
+import hashlib
 import logging
 import threading
 import time
@@ -78,7 +79,9 @@ def default_spool_dir(store: Store) -> Path:
     path = getattr(store, "path", None)
     if store.reads_local_files and isinstance(path, Path):
         return path / "spool" / store.database
-    return Path(".tracescore-spool")
+    # One spool per remote store, so data accepted for one is never loaded into another.
+    digest = hashlib.sha256(store.location.encode()).hexdigest()[:16]
+    return Path(".tracescore-spool") / digest
 
 
 class IngestPipeline:
@@ -111,6 +114,8 @@ class IngestPipeline:
         self._flush_wanted = False
         self._stopping = False
         self._failures: dict[Path, int] = {}
+        self._load_failures = 0
+        self.last_load_error: str | None = None
         self._isolate = False
         self._thread = threading.Thread(target=self._run, name="tracescore-loader", daemon=True)
         self._thread.start()
@@ -159,15 +164,22 @@ class IngestPipeline:
         return checked
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every request accepted before this call is in the store."""
+        """Wait until every request accepted before this call is in the store.
+
+        False on timeout, or as soon as a load fails meanwhile (``last_load_error``
+        says why; the data stays in the spool and is retried).
+        """
         deadline = time.monotonic() + timeout_s
         with self._wake:
             target = self._appended
+            failures = self._load_failures
             self._flush_wanted = True
             self._wake.notify()
             while self._loaded_through < target:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._thread.is_alive():
+                    return False
+                if self._load_failures != failures:
                     return False
                 self._wake.wait(min(remaining, 0.5))
         return True
@@ -293,7 +305,7 @@ class IngestPipeline:
             rows = self.store.query(
                 f"SELECT TraceId, SpanId FROM {self.store.db}.{TRACES_TABLE} "
                 "WHERE TraceId IN {ids:Array(String)}",
-                {"ids": _array_literal(trace_ids[start : start + 1000])},
+                {"ids": trace_ids[start : start + 1000]},
             )
             stored.update((r["TraceId"], r["SpanId"]) for r in rows)
         if not stored:
@@ -315,6 +327,10 @@ class IngestPipeline:
 
     def _failed(self, spool: Spool, batch: list[Segment], exc: Exception) -> None:
         self.metrics.load_failures.inc()
+        with self._wake:
+            self._load_failures += 1
+            self.last_load_error = str(exc)
+            self._wake.notify_all()
         for segment in batch:
             attempts = self._failures.get(segment.path, 0) + 1
             self._failures[segment.path] = attempts
@@ -330,11 +346,6 @@ class IngestPipeline:
         for signal, spool in self._spools.items():
             self.metrics.queue_bytes.labels(signal.value).set(spool.backlog_bytes)
             self.metrics.queue_items.labels(signal.value).set(spool.pending_items)
-
-
-def _array_literal(ids: list[str]) -> str:
-    # Trace ids read back from the store are lowercase hex: safe inside quotes.
-    return "[" + ",".join(f"'{i}'" for i in ids) + "]"
 
 
 def _requests_in(batch: list[Segment]) -> Iterator[bytes]:

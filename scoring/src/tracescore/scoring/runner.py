@@ -214,7 +214,7 @@ class SuiteRunner:
 
         sealed = self.tracker.wait_sealed(trace_id, config.quiet_period_s, config.seal_timeout_s)
         self.tracker.forget(trace_id)
-        self.pipeline.flush(timeout_s=config.seal_timeout_s)
+        stored = self.pipeline.flush(timeout_s=config.seal_timeout_s)
         spans = self.store.fetch_trace(trace_id)
         trace = reconstruct(trace_id, spans)
         result = ScoredCase(
@@ -238,6 +238,11 @@ class SuiteRunner:
             result.error = (
                 f"trace {trace_id} did not seal within {config.seal_timeout_s:g}s "
                 f"(spans kept arriving or the harness span was not stored)"
+            )
+        elif not stored:
+            result.error = (
+                f"the trace's spans were received but could not be written to "
+                f"{self.store.location}: {self.pipeline.last_load_error or 'timed out'}"
             )
         elif not sut_spans:
             result.error = (

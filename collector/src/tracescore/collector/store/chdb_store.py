@@ -69,10 +69,23 @@ def escape_param(value: str) -> str:
     )
 
 
+def _literal(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_param(value)
+    if isinstance(value, list | tuple):
+        # An Array parameter goes as its ClickHouse literal, in the same escaped format.
+        quoted = ",".join(
+            "'" + escape_param(v).replace("'", "\\'") + "'" if isinstance(v, str) else str(v)
+            for v in value
+        )
+        return f"[{quoted}]"
+    return value
+
+
 def escape_params(params: QueryParams | None) -> dict[str, Any] | None:
     if not params:
         return None
-    return {k: escape_param(v) if isinstance(v, str) else v for k, v in params.items()}
+    return {k: _literal(v) for k, v in params.items()}
 
 
 class ChdbStore(Store):
