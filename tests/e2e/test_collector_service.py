@@ -451,8 +451,10 @@ DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo" / "eval.yaml"
 def _run_demo_case(tmp_path: Path, store_url: str) -> subprocess.CompletedProcess[str]:
     env = {**_env(), "TRACESCORE_STORE": store_url}
     return subprocess.run(
-        [sys.executable, "-m", "tracescore.scoring", "run", str(DEMO)]
-        + ["--variant", "strong", "--case", "multiply"],
+        [
+            *(sys.executable, "-m", "tracescore.scoring", "run", str(DEMO)),
+            *("--variant", "strong", "--case", "multiply"),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
