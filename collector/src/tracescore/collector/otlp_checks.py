@@ -26,8 +26,10 @@ class LimitExceededError(OtlpDecodeError):
 @dataclass(frozen=True)
 class Limits:
     max_items_per_request: int = 50_000
-    # 0 disables truncation.
-    max_attribute_value_length: int = 64 * 1024
+    # 0 disables truncation. Large by default: prompts and tool results are what the
+    # evaluators read, so only pathological values are cut. Requests smaller than the
+    # limit skip the scan entirely, which keeps it off the hot path.
+    max_attribute_value_length: int = 1024 * 1024
 
 
 @dataclass

@@ -158,7 +158,6 @@ class IngestPipeline:
         self.metrics.requests.labels(
             signal.value, protocol, "partial" if checked.rejected else "ok"
         ).inc()
-        self._update_gauges()
         if want_ids and checked.trace_ids and self._on_traces is not None:
             self._on_traces(checked.trace_ids)
         return checked
