@@ -215,6 +215,21 @@ def test_invalid_span_is_rejected_by_partial_success_and_the_rest_is_stored(
     ]
 
 
+def test_truncated_protobuf_is_400_and_writes_nothing(
+    store: Store, receiver: HttpReceiver, pipeline: IngestPipeline
+) -> None:
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for n in range(20):
+        spans.add(trace_id=b"\x01" * 16, span_id=(n + 1).to_bytes(8, "big"), name="x" * 50)
+    whole = request.SerializeToString()
+    code, body, _ = _post(receiver.endpoint, whole[: len(whole) // 2], PROTOBUF)
+    assert code == 400
+    assert "not a valid protobuf ExportTraceServiceRequest" in _status_message(body)
+    assert pipeline.flush()
+    assert store.count_spans() == 0
+
+
 def test_request_whose_spans_are_all_invalid_is_400_and_writes_nothing(
     store: Store, receiver: HttpReceiver, pipeline: IngestPipeline
 ) -> None:

@@ -68,7 +68,7 @@ class LimitsConfig(_Model):
     max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_items_per_request: int = Field(default=50_000, gt=0)
     max_attribute_value_length: int = Field(default=1024 * 1024, ge=0)
-    max_concurrent_requests: int = Field(default=32, gt=0)
+    max_concurrent_requests: int = Field(default=16, gt=0)
 
 
 class SpoolConfig(_Model):

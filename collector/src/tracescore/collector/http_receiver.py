@@ -51,7 +51,7 @@ class HttpOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
     # Requests handled at once; more are answered 503 + Retry-After, which bounds memory.
-    max_concurrent_requests: int = 32
+    max_concurrent_requests: int = 16
     auth_token: str | None = None
 
 
