@@ -39,7 +39,6 @@ import importlib
 import json
 import logging
 import re
-import socket
 import threading
 import time
 import uuid
@@ -48,15 +47,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from tracescore.collector.server_thread import ServerThread
 from tracescore.collector.store.chdb_store import ChdbStore, escape_param
-from tracescore.schemas.errors import ConfigError, TracescoreError
+from tracescore.schemas.errors import TracescoreError
 
 log = logging.getLogger(__name__)
 
@@ -963,8 +962,8 @@ def create_query_app(
     )
 
 
-class QueryServer:
-    """Serves ``create_query_app`` with uvicorn on a background thread; port 0 picks a free port."""
+class QueryServer(ServerThread):
+    """Serves ``create_query_app`` on a background thread; port 0 picks a free port."""
 
     def __init__(
         self,
@@ -976,64 +975,19 @@ class QueryServer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_concurrent_queries: int = DEFAULT_MAX_CONCURRENT_QUERIES,
     ) -> None:
-        self._app = create_query_app(
+        app = create_query_app(
             store,
             auth_token=auth_token,
             max_body_bytes=max_body_bytes,
             max_concurrent_queries=max_concurrent_queries,
         )
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted connections inherit this: without it, a response written in two
-        # parts (headers, body) waits out the client's delayed ACK, ~40 ms a query.
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            self._socket.bind((host, port))
-        except OSError as exc:
-            self._socket.close()
-            raise ConfigError(
-                f"query server: cannot listen on {host}:{port}: {exc.strerror}"
-            ) from exc
-        self.host, self.port = self._socket.getsockname()[:2]
-        config = uvicorn.Config(self._app, log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
+        super().__init__(app, host=host, port=port, name="query server")
 
     @property
     def url(self) -> str:
         """The HTTP base URL, as a ClickHouse client expects it."""
-        return f"http://{self._client_host}:{self.port}"
+        return self.endpoint
 
     def store_url(self, database: str) -> str:
         """A ``TRACESCORE_STORE`` URL that reaches ``database`` through this server."""
-        return f"clickhouse://{self._client_host}:{self.port}/{database}"
-
-    @property
-    def _client_host(self) -> str:
-        # A wildcard bind is reached over loopback.
-        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        return f"[{host}]" if ":" in host else str(host)
-
-    def start(self, timeout_s: float = 10.0) -> "QueryServer":
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise TracescoreError(f"the query server did not start on {self.url}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._socket.close()
-
-    def __enter__(self) -> "QueryServer":
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+        return f"clickhouse://{self.client_host}:{self.port}/{database}"

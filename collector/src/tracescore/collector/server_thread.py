@@ -31,6 +31,9 @@ class ServerThread:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit this: without it, a response written in two
+        # parts (headers, body) can wait out the client's delayed ACK, ~40 ms each.
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self._socket.bind((host, port))
         except OSError as exc:
@@ -64,8 +67,13 @@ class ServerThread:
     def endpoint(self) -> str:
         """The base URL (as OTEL_EXPORTER_OTLP_ENDPOINT expects it for HTTP)."""
         scheme = "https" if self.tls else "http"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
+        return f"{scheme}://{self.client_host}:{self.port}"
+
+    @property
+    def client_host(self) -> str:
+        """How a local client reaches the server: a wildcard bind over loopback."""
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"[{host}]" if ":" in host else str(host)
 
     def start(self, timeout_s: float = 10.0) -> Self:
         self._thread.start()

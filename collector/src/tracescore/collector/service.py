@@ -23,6 +23,7 @@ from tracescore.collector.pipeline import (
     Signal,
     default_spool_dir,
 )
+from tracescore.collector.server_thread import ServerThread
 from tracescore.collector.store import open_store
 from tracescore.collector.store.chdb_store import ChdbStore
 from tracescore.schemas.errors import ConfigError
@@ -45,7 +46,7 @@ class Collector:
         self._stopped = threading.Event()
         self.http: HttpReceiver | None = None
         self.grpc: GrpcReceiver | None = None
-        self.query: object | None = None
+        self.query: ServerThread | None = None
         try:
             self.store.migrate()
             spool = config.spool
@@ -117,7 +118,7 @@ class Collector:
             "started grpc=%s http=%s query=%s store=%s spool=%s",
             self.grpc.endpoint if self.grpc else "off",
             self.http.endpoint if self.http else "off",
-            getattr(self.query, "url", "off"),
+            self.query.endpoint if self.query else "off",
             self.store.location,
             self.pipeline.settings.spool_dir,
         )
@@ -178,7 +179,7 @@ class Collector:
         self.pipeline.close()
         query = self.query
         if query is not None:
-            query.stop()  # type: ignore[attr-defined]
+            query.stop()
             self.query = None
         if self._started:
             log.info("stopped; %s", self.stats_line())
