@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from tracescore.collector.logs_decode import decode_logs
 from tracescore.collector.pipeline import IngestPipeline, PipelineSettings, Signal
 from tracescore.collector.spans_decode import decode_spans
 from tracescore.collector.spool import Spool, frames, varint
@@ -77,3 +79,31 @@ def test_a_segment_half_loaded_before_a_crash_loads_exactly_once(
         assert pipeline.backlog_bytes(Signal.TRACES) == 0
     names = store.query(f"SELECT SpanName FROM {store.db}.otel_traces ORDER BY SpanId")
     assert [r["SpanName"] for r in names] == [f"s{n}" for n in range(10)]
+
+
+def _logs(count: int, repeat_last: bool = False) -> ExportLogsServiceRequest:
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    for n in range(count):
+        record = records.add(time_unix_nano=1_700_000_000_000_000_000 + n, trace_id=b"\x07" * 16)
+        record.body.string_value = f"event {n}"
+    if repeat_last:
+        records.add().CopyFrom(records[count - 1])
+    return request
+
+
+def test_log_records_half_loaded_before_a_crash_load_exactly_once(
+    store: Store, tmp_path: Path
+) -> None:
+    # Ten records, the last one sent twice on purpose; the first four were written.
+    body = _logs(10, repeat_last=True).SerializeToString()
+    segment_dir = tmp_path / "spool" / "logs"
+    segment_dir.mkdir(parents=True)
+    (segment_dir / "000000000001.ready").write_bytes(varint(len(body)) + body)
+    store.insert_arrow("otel_logs", decode_logs([_logs(4)]))
+
+    settings = PipelineSettings(spool_dir=tmp_path / "spool", fsync=False)
+    with IngestPipeline(store, settings) as pipeline:
+        assert pipeline.flush()
+    bodies = store.query(f"SELECT Body FROM {store.db}.otel_logs ORDER BY Timestamp, Body")
+    assert [r["Body"] for r in bodies] == [f"event {n}" for n in range(10)] + ["event 9"]

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -273,8 +274,10 @@ class IngestPipeline:
 
     def _write(self, signal: Signal, batch: list[Segment], items: int) -> None:
         if signal is Signal.LOGS:
-            requests = (_parse_logs(data) for data in _requests_in(batch))
-            self.store.insert_arrow(LOGS_TABLE, decode_logs(requests))
+            records = decode_logs(_parse_logs(data) for data in _requests_in(batch))
+            if any(s.recovered for s in batch):
+                records = self._logs_not_yet_stored(records)
+            self.store.insert_arrow(LOGS_TABLE, records)
             return
         retried = any(self._failures.get(s.path) for s in batch)
         recovered = any(s.recovered for s in batch)
@@ -295,6 +298,46 @@ class IngestPipeline:
         if recovered:
             spans = self._not_yet_stored(spans)
         self.store.insert_arrow(TRACES_TABLE, spans)
+
+    def _logs_not_yet_stored(self, records: pa.Table) -> pa.Table:
+        """Drop log records a crash mid-load already wrote.
+
+        Log records have no id, so they are matched on time, ids, event name and
+        body, as a multiset: two identical records sent twice on purpose both stay
+        unless both were already written.
+        """
+        if records.num_rows == 0:
+            return records
+        times = [int(t.value) for t in records.column("Timestamp")]
+        rows = self.store.query(
+            f"SELECT toUnixTimestamp64Nano(Timestamp) AS ns, TraceId, SpanId, EventName, Body "
+            f"FROM {self.store.db}.{LOGS_TABLE} "
+            "WHERE Timestamp BETWEEN fromUnixTimestamp64Nano({lo:Int64}) "
+            "AND fromUnixTimestamp64Nano({hi:Int64})",
+            {"lo": min(times), "hi": max(times)},
+        )
+        stored = Counter(
+            (int(r["ns"]), r["TraceId"], r["SpanId"], r["EventName"], r["Body"]) for r in rows
+        )
+        keep: list[bool] = []
+        columns = [
+            records.column(n).to_pylist() for n in ("TraceId", "SpanId", "EventName", "Body")
+        ]
+        for ns, *rest in zip(times, *columns, strict=True):
+            key = (ns, *rest)
+            if stored[key] > 0:
+                stored[key] -= 1
+                keep.append(False)
+            else:
+                keep.append(True)
+        if not all(keep):
+            log.warning(
+                "recovered segment: %d of %d log records were stored before the restart; "
+                "skipped them",
+                keep.count(False),
+                len(keep),
+            )
+        return records.filter(pa.array(keep))
 
     def _not_yet_stored(self, spans: pa.Table) -> pa.Table:
         """Drop spans the store already has: a crash mid-load left part of a batch written."""
