@@ -20,8 +20,6 @@ from pathlib import Path
 
 from tracescore.schemas.ddl import TRACES_TABLE
 
-LOGS_TABLE = "otel_logs"
-
 _SCALARS = (
     "string_value String, bool_value Bool, int_value Int64, double_value Float64, "
     "bytes_value String"
@@ -47,14 +45,6 @@ TRACES_STRUCTURE = (
     f"events Array(Tuple(time_unix_nano UInt64, name String, attributes {_KEY_VALUES})), "
     "links Array(Tuple(trace_id String, span_id String, trace_state String, "
     f"attributes {_KEY_VALUES})), status Tuple(message String, code Int32)))))))"
-)
-
-LOGS_STRUCTURE = (
-    f"resource_logs Array(Tuple(resource {_RESOURCE}, schema_url String, "
-    f"scope_logs Array(Tuple(scope {_SCOPE}, schema_url String, "
-    "log_records Array(Tuple(time_unix_nano UInt64, severity_number Int32, "
-    f"severity_text String, body {_VALUE0}, attributes {_KEY_VALUES}, flags UInt32, "
-    "trace_id String, span_id String, observed_time_unix_nano UInt64, event_name String))))))"
 )
 
 SPAN_KINDS = "['Unspecified', 'Internal', 'Server', 'Client', 'Producer', 'Consumer']"
@@ -179,11 +169,6 @@ def attributes_map(key_values: str) -> str:
     )
 
 
-def any_value_text(value: str) -> str:
-    """One top-level AnyValue as text (a log record's body)."""
-    return _value(value, 0, False)
-
-
 def _hex_id(raw: str) -> str:
     # The exporter writes an absent or all-zero id as the empty string.
     return f"if(replaceAll({raw}, '\\0', '') = '', '', lower(hex({raw})))"
@@ -244,39 +229,6 @@ FROM (
     ARRAY JOIN rs.scope_spans AS ss
     ARRAY JOIN ss.spans AS sp
 )
-SETTINGS {settings}"""
-
-
-def logs_insert_sql(database: str, paths: list[Path]) -> str:
-    """``INSERT`` into ``otel_logs`` from spool segments of length-delimited requests."""
-    source, settings = _file_source(paths, "ExportLogsServiceRequest", LOGS_STRUCTURE)
-    return f"""
-INSERT INTO {database}.{LOGS_TABLE} (Timestamp, TraceId, SpanId, TraceFlags, SeverityText,
-    SeverityNumber, ServiceName, Body, ResourceSchemaUrl, ResourceAttributes, ScopeSchemaUrl,
-    ScopeName, ScopeVersion, ScopeAttributes, LogAttributes, EventName)
-SELECT
-    fromUnixTimestamp64Nano(toInt64(if(lr.time_unix_nano = 0, lr.observed_time_unix_nano,
-                                       lr.time_unix_nano)), 'UTC'),
-    {_hex_id("lr.trace_id")},
-    {_hex_id("lr.span_id")},
-    toUInt8(bitAnd(lr.flags, 255)),
-    lr.severity_text,
-    toUInt8(if(lr.severity_number BETWEEN 0 AND 255, lr.severity_number, 0)),
-    resource_attributes['service.name'],
-    {any_value_text("lr.body")},
-    rl.schema_url,
-    resource_attributes,
-    sl.schema_url,
-    sl.scope.name,
-    sl.scope.version,
-    {attributes_map("sl.scope.attributes")},
-    {attributes_map("lr.attributes")},
-    lr.event_name
-FROM {source}
-ARRAY JOIN resource_logs AS rl
-ARRAY JOIN [{attributes_map("rl.resource.attributes")}] AS resource_attributes
-ARRAY JOIN rl.scope_logs AS sl
-ARRAY JOIN sl.log_records AS lr
 SETTINGS {settings}"""
 
 

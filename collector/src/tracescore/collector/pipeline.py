@@ -2,8 +2,8 @@
 
 ``IngestPipeline.export`` validates a request, appends it to the signal's spool
 and returns once it is durable; that is when receivers acknowledge. A loader
-thread seals the spool every ``flush_interval_s`` (or sooner when a segment
-grows past ``batch_bytes``) and writes sealed segments to the store:
+thread seals the spool every ``flush_interval_s`` (a segment is also sealed
+once it reaches half of ``batch_bytes``) and writes sealed segments to the store:
 
 - large trace batches through the engine's own protobuf reader
   (``engine_decode``), which is about twice as fast as decoding in Python;
@@ -37,12 +37,10 @@ from tracescore.collector.otlp_checks import Checked, Limits, check_logs, check_
 from tracescore.collector.spans_decode import decode_spans
 from tracescore.collector.spool import Segment, Spool, frames
 from tracescore.collector.store import Store
-from tracescore.schemas.ddl import TRACES_TABLE
+from tracescore.schemas.ddl import LOGS_TABLE, TRACES_TABLE
 from tracescore.schemas.errors import TracescoreError
 
 log = logging.getLogger(__name__)
-
-LOGS_TABLE = "otel_logs"
 
 TraceListener = Callable[[set[bytes]], None]
 
@@ -66,10 +64,10 @@ class PipelineSettings:
     max_spool_bytes: int = 512 * 1024 * 1024
     fsync: bool = True
     flush_interval_s: float = 0.2
-    # Bounds the engine's memory per batch (~50x the protobuf size at peak).
+    # Bounds the engine's memory per batch (~20x the protobuf size at peak).
     batch_bytes: int = 16 * 1024 * 1024
     # Below this many spans a batch goes through the Python path: the engine's
-    # statement costs ~0.1-0.3 s to plan, which only pays off on large batches.
+    # statement costs ~0.1 s to analyse, which only pays off on large batches.
     engine_min_spans: int = 5_000
     max_load_attempts: int = 5
     limits: Limits = field(default_factory=Limits)
