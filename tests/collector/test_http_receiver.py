@@ -33,6 +33,7 @@ from opentelemetry.trace.span import TraceState
 from tracescore.collector.http_receiver import HttpOptions, HttpReceiver
 from tracescore.collector.pipeline import IngestPipeline
 from tracescore.collector.store import Store
+from tracescore.schemas.ddl import migrations
 
 
 @pytest.fixture
@@ -322,4 +323,31 @@ def test_hand_built_request_stores_ids_states_and_kinds_as_the_exporter_does(
             "ls": ["lk=lv"],
             "la": [[("n", "-7")]],
         }
+    ]
+
+
+def test_health_is_503_while_the_store_refuses_writes_and_nothing_is_lost(
+    store: Store, receiver: HttpReceiver, pipeline: IngestPipeline
+) -> None:
+    store.command(f"DROP TABLE {store.db}.otel_traces_trace_id_ts_mv")
+    store.command(f"DROP TABLE {store.db}.otel_traces")
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.add(
+        trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="kept"
+    )
+    code, _, _ = _post(receiver.endpoint, request.SerializeToString(), PROTOBUF)
+    assert code == 200  # durable in the spool, whatever the store does
+    assert not pipeline.flush(timeout_s=10)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{receiver.endpoint}/health", timeout=5)
+    assert refused.value.code == 503
+    assert "the store refuses writes" in refused.value.read().decode()
+
+    for statement in migrations(store.database)[0].statements:
+        store.command(statement)
+    assert pipeline.flush(timeout_s=30)
+    with urllib.request.urlopen(f"{receiver.endpoint}/health", timeout=5) as response:
+        assert response.read() == b"ok"
+    assert [r["SpanName"] for r in store.query(f"SELECT SpanName FROM {store.db}.otel_traces")] == [
+        "kept"
     ]

@@ -1,5 +1,6 @@
 """The spool: durable appends, bounded backlog, recovery after a crash, exactly-once reloads."""
 
+import time
 from pathlib import Path
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -107,3 +108,24 @@ def test_log_records_half_loaded_before_a_crash_load_exactly_once(
         assert pipeline.flush()
     bodies = store.query(f"SELECT Body FROM {store.db}.otel_logs ORDER BY Timestamp, Body")
     assert [r["Body"] for r in bodies] == [f"event {n}" for n in range(10)] + ["event 9"]
+
+
+def test_a_segment_the_store_keeps_refusing_is_set_aside_and_later_ones_load(
+    store: Store, tmp_path: Path
+) -> None:
+    segment_dir = tmp_path / "spool" / "traces"
+    segment_dir.mkdir(parents=True)
+    poison = b"\xff\xff not a protobuf request"
+    (segment_dir / "000000000001.ready").write_bytes(varint(len(poison)) + poison)
+    good = _request(0, 3)
+    (segment_dir / "000000000002.ready").write_bytes(varint(len(good)) + good)
+
+    settings = PipelineSettings(spool_dir=tmp_path / "spool", fsync=False, max_load_attempts=2)
+    with IngestPipeline(store, settings) as pipeline:
+        deadline = time.monotonic() + 30
+        while store.count_spans() < 3 and time.monotonic() < deadline:
+            pipeline.flush(timeout_s=1)
+        assert pipeline.metrics.value("tracescore_collector_quarantined_segments_total") == 1
+    assert store.count_spans() == 3
+    # Set aside, not deleted: the bytes are kept for a person to look at or replay.
+    assert (segment_dir / "failed" / "000000000001.ready").read_bytes().endswith(poison)

@@ -169,6 +169,11 @@ def create_app(pipeline: IngestPipeline, options: HttpOptions | None = None) -> 
         return await export(request, Signal.LOGS)
 
     async def health(_: Request) -> Response:
+        # 503 while the store refuses writes: requests are still accepted into the
+        # spool, but an orchestrator should know the data is not reaching the store.
+        problem = pipeline.problem()
+        if problem is not None:
+            return PlainTextResponse(problem, status_code=503)
         return PlainTextResponse("ok")
 
     async def metrics_page(_: Request) -> Response:

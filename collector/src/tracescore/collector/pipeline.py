@@ -115,7 +115,8 @@ class IngestPipeline:
         self._failures: dict[Path, int] = {}
         self._load_failures = 0
         self.last_load_error: str | None = None
-        self._isolate = False
+        self._isolate: set[Signal] = set()  # signals to load one segment at a time
+        self._outage = False
         self._thread = threading.Thread(target=self._run, name="tracescore-loader", daemon=True)
         self._thread.start()
         self._update_gauges()
@@ -182,6 +183,17 @@ class IngestPipeline:
                 self._wake.wait(min(remaining, 0.5))
         return True
 
+    def problem(self) -> str | None:
+        """Why the pipeline is not healthy (None when it is): for the health endpoint."""
+        if not self._thread.is_alive():
+            return "the loader thread has stopped"
+        if self.last_load_error is not None:
+            return (
+                "the store refuses writes (retrying; data kept in the spool): "
+                f"{self.last_load_error}"
+            )
+        return None
+
     def backlog_bytes(self, signal: Signal) -> int:
         return self._spools[signal].backlog_bytes
 
@@ -210,6 +222,7 @@ class IngestPipeline:
     # -- loading -----------------------------------------------------------------------
     def _run(self) -> None:
         interval = self.settings.flush_interval_s
+        backoff = interval
         while True:
             with self._wake:
                 if not self._stopping and not self._flush_wanted:
@@ -228,24 +241,31 @@ class IngestPipeline:
                 if all_loaded:
                     self._loaded_through = max(self._loaded_through, target)
                 self._wake.notify_all()
-            if not all_loaded:
-                # The store is refusing writes; don't spin on it.
-                time.sleep(min(5.0, interval * 5))
+            if all_loaded:
+                backoff = interval
+            else:
+                # The store is refusing writes: back off, up to 30 s during an outage
+                # (a flush or a stop still wakes the loader at once).
+                with self._wake:
+                    if not self._stopping and not self._flush_wanted:
+                        self._wake.wait(backoff)
+                backoff = min(30.0 if self._outage else 5.0, backoff * 2)
 
     def _load(self, signal: Signal, spool: Spool) -> bool:
-        isolate = self._isolate
-        self._isolate = False
+        isolate = signal in self._isolate
+        self._isolate.discard(signal)
         for batch in self._batches(spool.ready(), isolate):
             started = time.perf_counter()
             items = sum(s.items for s in batch)
             try:
                 self._write(signal, batch, items)
             except Exception as exc:  # the loader thread must outlive any one bad batch
-                self._failed(spool, batch, exc)
+                self._failed(signal, spool, batch, exc)
                 return False
             for segment in batch:
                 spool.done(segment)
                 self._failures.pop(segment.path, None)
+            self.last_load_error = None
             elapsed = time.perf_counter() - started
             self.metrics.written.labels(signal.value).inc(items)
             self.metrics.load_seconds.labels(signal.value).observe(elapsed)
@@ -365,22 +385,41 @@ class IngestPipeline:
         )
         return spans.filter(pa.array(keep))
 
-    def _failed(self, spool: Spool, batch: list[Segment], exc: Exception) -> None:
+    def _failed(self, signal: Signal, spool: Spool, batch: list[Segment], exc: Exception) -> None:
         self.metrics.load_failures.inc()
         with self._wake:
             self._load_failures += 1
             self.last_load_error = str(exc)
             self._wake.notify_all()
+        store_down = not self._store_takes_writes(signal)
+        self._outage = store_down
         for segment in batch:
-            attempts = self._failures.get(segment.path, 0) + 1
+            # Only a batch the store refuses while it takes other writes counts
+            # towards quarantine: an outage must not set good data aside.
+            attempts = self._failures.get(segment.path, 0) + (0 if store_down else 1)
             self._failures[segment.path] = attempts
             if attempts >= self.settings.max_load_attempts and len(batch) == 1:
                 spool.quarantine(segment, str(exc))
                 self.metrics.quarantined.inc()
                 self._failures.pop(segment.path, None)
-        log.error("load failed segments=%d error=%s", len(batch), exc)
+        log.error(
+            "load failed segments=%d store_takes_writes=%s error=%s",
+            len(batch),
+            not store_down,
+            exc,
+        )
         # Retry one segment at a time so a single bad one can be set aside.
-        self._isolate = True
+        self._isolate.add(signal)
+
+    def _store_takes_writes(self, signal: Signal) -> bool:
+        table = TRACES_TABLE if signal is Signal.TRACES else LOGS_TABLE
+        target = f"{self.store.db}.{table}"
+        try:
+            # A write of no rows: checks the table exists and this client may write it.
+            self.store.command(f"INSERT INTO {target} SELECT * FROM {target} WHERE 0")
+        except Exception:
+            return False
+        return True
 
     def _update_gauges(self) -> None:
         for signal, spool in self._spools.items():
