@@ -1,6 +1,6 @@
 """Evaluators: built-ins register themselves on import."""
 
-from tracescore.scoring.evaluators import text, trajectory
+from tracescore.scoring.evaluators import budgets, structure, text, trajectory
 from tracescore.scoring.evaluators.base import (
     Evaluator,
     EvaluatorParams,
@@ -12,9 +12,11 @@ from tracescore.scoring.evaluators.base import (
 __all__ = [
     "Evaluator",
     "EvaluatorParams",
+    "budgets",
     "build_evaluator",
     "register",
     "registered",
+    "structure",
     "text",
     "trajectory",
 ]

@@ -1,0 +1,1 @@
+"""Budget evaluators: latency, tokens."""

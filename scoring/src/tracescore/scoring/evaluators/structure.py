@@ -1,0 +1,1 @@
+"""Structure evaluators on the trace's final output: JSON validity and JSON Schema."""
