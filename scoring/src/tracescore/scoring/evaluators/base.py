@@ -107,6 +107,9 @@ def _param_path(loc: tuple[int | str, ...]) -> str:
     tag is not a key the user wrote. Only the top level is a plain field, so deeper
     string parts are kept only when they are dict keys of a mapping param.
     """
+    if not loc:
+        # A model-level validator (e.g. "give min, max or both") has no field.
+        return "params"
     path = f"params.{loc[0]}"
     for part in loc[1:]:
         if isinstance(part, int):

@@ -1,6 +1,11 @@
 """Text evaluators on the trace's final output."""
 
+import re
+import unicodedata
+from collections import Counter
 from typing import Literal
+
+from pydantic import Field, field_validator
 
 from tracescore.schemas.scores import Score
 from tracescore.schemas.suite import Case
@@ -8,6 +13,7 @@ from tracescore.schemas.trace import Trace
 from tracescore.scoring.evaluators.base import (
     Evaluator,
     EvaluatorParams,
+    as_list,
     register,
 )
 
@@ -87,4 +93,219 @@ class ContainsText(Evaluator):
             False,
             f"output lacks {', '.join(repr(n) for n in lacking)}; "
             f"got {_shorten(trace.final_output)!r}",
+        )
+
+
+# --- regex ------------------------------------------------------------------------------------
+
+
+class RegexParams(EvaluatorParams):
+    pattern: str | list[str] | None = None
+    """Pattern(s) to match; when absent, the case's ``expected.<case_key>``."""
+    case_key: str = "regex"
+    mode: Literal["all", "any"] = "all"
+    ignore_case: bool = False
+    multiline: bool = False
+    """``^`` and ``$`` match at every line, not only at the ends of the output."""
+    dotall: bool = False
+    """``.`` also matches a newline."""
+    full_match: bool = False
+    """The pattern must match the whole output, not just somewhere in it."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | list[str] | None) -> str | list[str] | None:
+        # A typo in a pattern should stop the run at load time, not turn every case
+        # into an error; the flags never change whether a pattern compiles.
+        many = isinstance(value, list)
+        for index, pattern in enumerate(as_list(value)):
+            error = _regex_error(pattern)
+            if error:
+                where = f"item {index}: " if many else ""
+                raise ValueError(f"{where}{pattern!r} is not a valid regex: {error}")
+        return value
+
+
+def _regex_error(pattern: str) -> str | None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return str(exc)
+    return None
+
+
+@register
+class Regex(Evaluator):
+    type_name = "regex"
+    summary = "final output matches all (or any) of the given regular expressions"
+    Params = RegexParams
+
+    def score(self, trace: Trace, case: Case) -> Score:
+        p = self.params
+        assert isinstance(p, RegexParams)
+        patterns = self.expected_values(p.pattern, case, p.case_key)
+        if not patterns:
+            return self.nothing_to_check(p.case_key)
+        if p.pattern is None:
+            # Patterns from the case were not checked at load time.
+            for pattern in patterns:
+                error = _regex_error(pattern)
+                if error:
+                    return Score.failure(
+                        self.name,
+                        f"expected.{p.case_key}: {pattern!r} is not a valid regex: {error}",
+                    )
+        if trace.final_output is None:
+            return self.missing("final output", _NO_OUTPUT)
+        flags = (
+            (re.IGNORECASE if p.ignore_case else 0)
+            | (re.MULTILINE if p.multiline else 0)
+            | (re.DOTALL if p.dotall else 0)
+        )
+        output = trace.final_output
+        match = re.fullmatch if p.full_match else re.search
+        matched = [pat for pat in patterns if match(pat, output, flags)]
+        unmatched = [pat for pat in patterns if pat not in matched]
+        passed = bool(matched) if p.mode == "any" else not unmatched
+        verb = "fully match" if p.full_match else "match"
+        if passed:
+            return self.verdict(True, f"output {verb}es {', '.join(repr(m) for m in matched)}")
+        lacking = patterns if p.mode == "any" else unmatched
+        return self.verdict(
+            False,
+            f"output does not {verb} {', '.join(repr(m) for m in lacking)}; "
+            f"got {_shorten(output)!r}",
+        )
+
+
+# --- similarity metrics -----------------------------------------------------------------------
+
+
+def _metric(ev: Evaluator, value: float, threshold: float, explanation: str) -> Score:
+    """Like ``Evaluator.verdict`` but keeps the continuous value, so reports can average it."""
+    passed = value >= threshold
+    sign = "≥" if passed else "<"
+    return Score(
+        evaluator=ev.name,
+        value=value,
+        passed=passed,
+        label="pass" if passed else "fail",
+        explanation=f"{value:.3f} {sign} threshold {threshold:g}; {explanation}",
+    )
+
+
+def _best(
+    scores: list[tuple[float, str]],
+) -> tuple[float, str]:
+    # max keeps the first reference on ties, so the explanation is deterministic.
+    return max(scores, key=lambda item: item[0])
+
+
+def _f_measure(overlap: int, n_candidate: int, n_reference: int) -> float:
+    if n_candidate == 0 or n_reference == 0:
+        # Nothing to compare: only two empty texts agree (the SQuAD convention).
+        return float(n_candidate == n_reference)
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / n_candidate, overlap / n_reference
+    return 2 * precision * recall / (precision + recall)
+
+
+_WORD = re.compile(r"\w+")
+
+
+def rouge_l_tokens(text: str) -> list[str]:
+    """Lowercased word tokens: whitespace and punctuation both separate tokens."""
+    return _WORD.findall(text.lower())
+
+
+def lcs_length(a: list[str], b: list[str]) -> int:
+    """Longest common subsequence length, keeping only two DP rows over the shorter list."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = [0] * (len(b) + 1)
+    for token in a:
+        current = [0] * (len(b) + 1)
+        for j, other in enumerate(b, start=1):
+            current[j] = previous[j - 1] + 1 if token == other else max(previous[j], current[j - 1])
+        previous = current
+    return previous[-1]
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F-measure (β = 1) of ``candidate`` against one ``reference``."""
+    cand, ref = rouge_l_tokens(candidate), rouge_l_tokens(reference)
+    return _f_measure(lcs_length(cand, ref), len(cand), len(ref))
+
+
+class RougeLParams(EvaluatorParams):
+    reference: str | list[str] | None = None
+    """Reference text(s); when absent, the case's ``expected.<case_key>``. Best one counts."""
+    case_key: str = "output"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+@register
+class RougeL(Evaluator):
+    type_name = "rouge_l"
+    summary = "ROUGE-L F-measure of the final output against the reference(s) ≥ threshold"
+    Params = RougeLParams
+
+    def score(self, trace: Trace, case: Case) -> Score:
+        p = self.params
+        assert isinstance(p, RougeLParams)
+        references = self.expected_values(p.reference, case, p.case_key)
+        if not references:
+            return self.nothing_to_check(p.case_key)
+        if trace.final_output is None:
+            return self.missing("final output", _NO_OUTPUT)
+        output = trace.final_output
+        value, best = _best([(rouge_l(output, ref), ref) for ref in references])
+        return _metric(
+            self, value, p.threshold, f"ROUGE-L F of {_shorten(output)!r} vs {_shorten(best)!r}"
+        )
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def squad_tokens(text: str) -> list[str]:
+    """SQuAD answer normalization: lowercase, drop punctuation and articles, split."""
+    # Unicode punctuation too (SQuAD uses ASCII only), so "…" or "—" do not become tokens.
+    lowered = "".join(c for c in text.lower() if not unicodedata.category(c).startswith("P"))
+    return _ARTICLES.sub(" ", lowered).split()
+
+
+def token_f1(candidate: str, reference: str) -> float:
+    """SQuAD-style token F1: overlap of the two token multisets."""
+    cand, ref = squad_tokens(candidate), squad_tokens(reference)
+    overlap = sum((Counter(cand) & Counter(ref)).values())
+    return _f_measure(overlap, len(cand), len(ref))
+
+
+class TokenF1Params(EvaluatorParams):
+    reference: str | list[str] | None = None
+    """Reference answer(s); when absent, the case's ``expected.<case_key>``. Best one counts."""
+    case_key: str = "output"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+@register
+class TokenF1(Evaluator):
+    type_name = "token_f1"
+    summary = "SQuAD-style token F1 of the final output against the reference(s) ≥ threshold"
+    Params = TokenF1Params
+
+    def score(self, trace: Trace, case: Case) -> Score:
+        p = self.params
+        assert isinstance(p, TokenF1Params)
+        references = self.expected_values(p.reference, case, p.case_key)
+        if not references:
+            return self.nothing_to_check(p.case_key)
+        if trace.final_output is None:
+            return self.missing("final output", _NO_OUTPUT)
+        output = trace.final_output
+        value, best = _best([(token_f1(output, ref), ref) for ref in references])
+        return _metric(
+            self, value, p.threshold, f"token F1 of {_shorten(output)!r} vs {_shorten(best)!r}"
         )

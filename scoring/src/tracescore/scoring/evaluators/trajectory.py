@@ -1,6 +1,10 @@
-"""Evaluators on what the agent did: its tool calls."""
+"""Evaluators on what the agent did: its tool calls, steps, spans and errors."""
 
-from typing import Any
+from collections import Counter
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
 
 from tracescore.schemas.scores import Score
 from tracescore.schemas.suite import Case
@@ -59,3 +63,207 @@ def _describe_miss(name: str, calls: list[ToolCall], p: ToolCalledParams) -> str
     with_args = f" with arguments ⊇ {p.arguments}" if p.arguments is not None else ""
     times = "" if p.min_times == 1 else f" at least {p.min_times} times"
     return f"{name} not called{with_args}{times}" + (f" (matched {len(calls)})" if calls else "")
+
+
+# --- tool_sequence ----------------------------------------------------------------------------
+
+
+class ToolSequenceParams(EvaluatorParams):
+    tools: list[str] | None = None
+    """Tool names in the expected order; when absent, the case's ``expected.<case_key>``."""
+    case_key: str = "tool_sequence"
+    order: Literal["exact", "in_order", "any_order"] = "in_order"
+    """``exact``: the calls are exactly this list; ``in_order``: it is a subsequence of
+    the calls (extra calls allowed); ``any_order``: every name is called at least as
+    many times as it is listed."""
+
+
+def _sequence(names: list[str]) -> str:
+    return " → ".join(names) if names else "no tool calls"
+
+
+def _is_subsequence(wanted: list[str], actual: list[str]) -> bool:
+    remaining = iter(actual)
+    # `in` on an iterator consumes it up to the match, so later names must come later.
+    return all(name in remaining for name in wanted)
+
+
+@register
+class ToolSequence(Evaluator):
+    type_name = "tool_sequence"
+    summary = "the agent called tools in the expected order (exact, in order, or any order)"
+    Params = ToolSequenceParams
+
+    def score(self, trace: Trace, case: Case) -> Score:
+        p = self.params
+        assert isinstance(p, ToolSequenceParams)
+        wanted = self.expected_values(p.tools, case, p.case_key)
+        if not wanted:
+            return self.nothing_to_check(p.case_key)
+        if not trace.tool_calls and not trace.llm_calls:
+            # With LLM calls but no tools the agent chose not to call any: a real fail.
+            # With neither, the agent is probably not instrumented: nothing to judge.
+            return self.missing("tool calls", "no execute_tool spans and no LLM call spans")
+        actual = [c.name for c in trace.tool_calls]
+        if p.order == "exact":
+            passed = actual == wanted
+        elif p.order == "in_order":
+            passed = _is_subsequence(wanted, actual)
+        else:
+            passed = not Counter(wanted) - Counter(actual)
+        explanation = f"expected ({p.order}) {_sequence(wanted)}; called {_sequence(actual)}"
+        if not passed and p.order == "any_order":
+            lacking = Counter(wanted) - Counter(actual)
+            explanation += f"; missing {', '.join(sorted(lacking.elements()))}"
+        return self.verdict(passed, explanation)
+
+
+# --- count bounds shared by step_count and span_count -----------------------------------------
+
+
+class CountBoundsParams(EvaluatorParams):
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0, validate_default=True)
+
+    # A field validator rather than a model validator: the latter's errors have no
+    # location, and ConfigError messages name the param they are about.
+    @field_validator("max")
+    @classmethod
+    def _needs_a_bound(cls, high: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min")
+        if high is None and low is None:
+            raise ValueError("give min, max or both")
+        if high is not None and low is not None and low > high:
+            raise ValueError(f"max ({high}) is below min ({low})")
+        return high
+
+
+def _check_bounds(count: int, p: CountBoundsParams, what: str) -> tuple[bool, str]:
+    if p.min is not None and count < p.min:
+        return False, f"{count} {what}, fewer than min {p.min}"
+    if p.max is not None and count > p.max:
+        return False, f"{count} {what}, more than max {p.max}"
+    low = "" if p.min is None else f"{p.min} ≤ "
+    high = "" if p.max is None else f" ≤ {p.max}"
+    return True, f"{low}{count} {what}{high}"
+
+
+def _with_value(score: Score, value: float) -> Score:
+    """A verdict whose value is the measured quantity instead of 1/0."""
+    return score.model_copy(update={"value": value})
+
+
+# --- step_count -------------------------------------------------------------------------------
+
+_STEP_KINDS = {"llm_calls": "LLM calls", "tool_calls": "tool calls", "agent_steps": "agent steps"}
+
+
+class StepCountParams(CountBoundsParams):
+    count: Literal["llm_calls", "tool_calls", "agent_steps"] = "llm_calls"
+
+
+@register
+class StepCount(Evaluator):
+    type_name = "step_count"
+    summary = "the number of LLM calls, tool calls or agent steps is within min/max"
+    Params = StepCountParams
+
+    def score(self, trace: Trace, case: Case) -> Score:
+        p = self.params
+        assert isinstance(p, StepCountParams)
+        if not trace.llm_calls and not trace.tool_calls and not trace.agent_steps:
+            # Zero of everything means no GenAI spans at all; counting it as 0 steps
+            # would silently pass any `max`.
+            return self.missing(
+                "GenAI spans", "no chat, execute_tool or invoke_agent spans to count"
+            )
+        count = {
+            "llm_calls": len(trace.llm_calls),
+            "tool_calls": len(trace.tool_calls),
+            "agent_steps": len(trace.agent_steps),
+        }[p.count]
+        passed, explanation = _check_bounds(count, p, _STEP_KINDS[p.count])
+        return _with_value(self.verdict(passed, explanation), float(count))
+
+
+# --- no_error_spans ---------------------------------------------------------------------------
+
+
+class NoErrorSpansParams(EvaluatorParams):
+    ignore: list[str] = Field(default_factory=list)
+    """Span-name globs (fnmatch, case-sensitive) whose errors do not count."""
+
+
+_MAX_LISTED = 3
+
+
+@register
+class NoErrorSpans(Evaluator):
+    type_name = "no_error_spans"
+    summary = "no span in the trace has an error status"
+    Params = NoErrorSpansParams
+
+    def score(self, trace: Trace, case: Case) -> Score:
+        p = self.params
+        assert isinstance(p, NoErrorSpansParams)
+        if not trace.spans:
+            return self.missing("spans")
+        by_id = {s.span_id: s for s in trace.spans}
+        failing: list[str] = []
+        # Only spans whose own status is error count; the harness root is not marked
+        # failed just because a child is, so it needs no special case here.
+        for span_id in trace.error_spans:
+            span = by_id.get(span_id)
+            name = span.name if span is not None else f"span {span_id}"
+            if any(fnmatchcase(name, glob) for glob in p.ignore):
+                continue
+            message = span.status_message if span is not None else ""
+            if not message and span is not None:
+                message = span.attributes.get("error.type", "")
+            failing.append(f"{name} ({message})" if message else name)
+        if not failing:
+            ignored = len(trace.error_spans)
+            note = f" ({ignored} ignored)" if ignored else ""
+            return _with_value(self.verdict(True, f"no error spans{note}"), 0.0)
+        listed = "; ".join(failing[:_MAX_LISTED])
+        more = f" and {len(failing) - _MAX_LISTED} more" if len(failing) > _MAX_LISTED else ""
+        explanation = f"{len(failing)} error span(s): {listed}{more}"
+        return _with_value(self.verdict(False, explanation), float(len(failing)))
+
+
+# --- span_count -------------------------------------------------------------------------------
+
+
+class SpanCountParams(CountBoundsParams):
+    name_glob: str | None = None
+    """Count only spans whose name matches this glob (fnmatch, case-sensitive)."""
+    allow_orphans: bool = False
+    """When false, a trace with spans whose parent never arrived fails: its count is partial."""
+
+
+@register
+class SpanCount(Evaluator):
+    type_name = "span_count"
+    summary = "the number of (matching) spans is within min/max and the trace is complete"
+    Params = SpanCountParams
+
+    def score(self, trace: Trace, case: Case) -> Score:
+        p = self.params
+        assert isinstance(p, SpanCountParams)
+        if not trace.spans:
+            return self.missing("spans")
+        if p.name_glob is None:
+            count, what = len(trace.spans), "spans"
+        else:
+            glob = p.name_glob
+            count = sum(1 for s in trace.spans if fnmatchcase(s.name, glob))
+            what = f"spans matching {glob!r}"
+        passed, explanation = _check_bounds(count, p, what)
+        if trace.orphans and not p.allow_orphans:
+            lost = sorted({node.span.parent_span_id for node in trace.orphans})
+            passed = False
+            explanation += (
+                f"; trace is incomplete: {len(trace.orphans)} orphan subtree(s) whose "
+                f"parent span never arrived (parent ids: {', '.join(lost)})"
+            )
+        return _with_value(self.verdict(passed, explanation), float(count))
