@@ -16,7 +16,7 @@ from tracescore.collector.store import DEFAULT_DATABASE, STORE_ENV, open_store, 
 from tracescore.schemas.ddl import migrations, setup_statements
 from tracescore.schemas.errors import ConfigError, TracescoreError
 from tracescore.scoring.config import load_suite
-from tracescore.scoring.evaluators import registered
+from tracescore.scoring.evaluators import evaluator_source, plugin_failures, registered
 from tracescore.scoring.report import case_line, print_summary
 from tracescore.scoring.runner import RunOptions, SuiteRunner, tracescore_version
 
@@ -71,7 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         help="print the DDL instead of running it (the store is not opened)",
     )
 
-    commands.add_parser("evaluators", help="list the available evaluator types")
+    evaluators = commands.add_parser(
+        "evaluators", help="list the available evaluator types (built-in and plugins)"
+    )
+    # `list` is optional: bare `tracescore evaluators` kept its meaning.
+    evaluators.add_subparsers(dest="evaluators_command", parser_class=_Parser).add_parser(
+        "list", help="list the available evaluator types (the default)"
+    )
 
     collector = commands.add_parser("collector", help="the OTLP collector")
     collector_commands = collector.add_subparsers(
@@ -201,8 +207,20 @@ def _collector(args: argparse.Namespace, _: Console) -> int:
 
 
 def _evaluators(_: argparse.Namespace, console: Console) -> int:
-    for name, cls in sorted(registered().items()):
-        console.print(f"{name:<16} {cls.summary}", markup=False, highlight=False)
+    types = sorted(registered().items())
+    sources = {name: evaluator_source(name) for name, _ in types}
+    width = max((len(source) for source in sources.values()), default=0)
+    for name, cls in types:
+        console.print(
+            f"{name:<16} {sources[name]:<{width}}  {cls.summary}", markup=False, highlight=False
+        )
+    # Warnings, not errors: a broken plugin must not hide the evaluators that work.
+    for failure in plugin_failures():
+        print(
+            f"warning: evaluator plugin {failure.name!r} ({failure.value}) from "
+            f"{failure.distribution} failed to load: {failure.error}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

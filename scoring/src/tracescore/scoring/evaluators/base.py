@@ -73,25 +73,91 @@ class Evaluator(ABC):
 
 
 _REGISTRY: dict[str, type[Evaluator]] = {}
+# Where each type came from, for ``tracescore evaluators``: BUILT_IN, a plugin's
+# distribution name, or the module of an evaluator registered by user code.
+_SOURCES: dict[str, str] = {}
+
+BUILT_IN = "built-in"
 
 
 def register(cls: type[Evaluator]) -> type[Evaluator]:
     if cls.type_name in _REGISTRY:
         raise ValueError(f"evaluator type {cls.type_name!r} is registered twice")
     _REGISTRY[cls.type_name] = cls
+    _SOURCES[cls.type_name] = (
+        BUILT_IN if cls.__module__.startswith("tracescore.") else cls.__module__
+    )
     return cls
 
 
+def unregister(type_name: str) -> None:
+    """Forget an evaluator type (tests, or a plugin whose import failed half way)."""
+    _REGISTRY.pop(type_name, None)
+    _SOURCES.pop(type_name, None)
+
+
 def registered() -> dict[str, type[Evaluator]]:
+    _ensure_plugins()
     return dict(_REGISTRY)
+
+
+def evaluator_source(type_name: str) -> str:
+    """``built-in``, the distribution of the plugin that provided it, or its module."""
+    _ensure_plugins()
+    return _SOURCES.get(type_name, BUILT_IN)
+
+
+def set_evaluator_source(type_name: str, source: str) -> None:
+    if type_name in _REGISTRY:
+        _SOURCES[type_name] = source
+
+
+def registered_now() -> set[str]:
+    """The registered type names, without loading plugins (the plugin loader uses it)."""
+    return set(_REGISTRY)
+
+
+RegistrySnapshot = tuple[dict[str, type[Evaluator]], dict[str, str]]
+
+
+def snapshot_registry() -> RegistrySnapshot:
+    return dict(_REGISTRY), dict(_SOURCES)
+
+
+def restore_registry(snapshot: RegistrySnapshot) -> None:
+    registry, sources = snapshot
+    _REGISTRY.clear()
+    _REGISTRY.update(registry)
+    _SOURCES.clear()
+    _SOURCES.update(sources)
+
+
+def _ensure_plugins() -> None:
+    # Imported here, not at the top: plugins.py imports this module. Loading on first
+    # read (not on import) keeps `import tracescore` cheap and lets plugins import us.
+    from tracescore.scoring.evaluators.plugins import load_plugins
+
+    load_plugins()
+
+
+def _plugin_hint(type_name: str) -> str:
+    from tracescore.scoring.evaluators.plugins import plugin_failures
+
+    for failure in plugin_failures():
+        if failure.name == type_name:
+            return f"; plugin {failure.name!r} ({failure.value}) failed to load: {failure.error}"
+    return ""
 
 
 def build_evaluator(spec: EvaluatorSpec) -> Evaluator:
     """An evaluator from its config entry; ConfigError names what is wrong."""
+    _ensure_plugins()
     cls = _REGISTRY.get(spec.type)
     if cls is None:
         known = ", ".join(sorted(_REGISTRY))
-        raise ConfigError(f"unknown evaluator type {spec.type!r} (known: {known})")
+        raise ConfigError(
+            f"unknown evaluator type {spec.type!r} (known: {known}){_plugin_hint(spec.type)}"
+        )
     try:
         params = cls.Params.model_validate(spec.params)
     except ValidationError as exc:
