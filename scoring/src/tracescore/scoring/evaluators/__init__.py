@@ -1,6 +1,6 @@
 """Evaluators: built-ins register themselves on import."""
 
-from tracescore.scoring.evaluators import budgets, structure, text, trajectory
+from tracescore.scoring.evaluators import budgets, external, structure, text, trajectory
 from tracescore.scoring.evaluators.base import (
     BUILT_IN,
     Evaluator,
@@ -32,6 +32,7 @@ __all__ = [
     "budgets",
     "build_evaluator",
     "evaluator_source",
+    "external",
     "isolated_registry",
     "load_plugins",
     "plugin_failures",
