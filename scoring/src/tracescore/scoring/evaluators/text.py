@@ -238,34 +238,6 @@ def rouge_l(candidate: str, reference: str) -> float:
     return _f_measure(lcs_length(cand, ref), len(cand), len(ref))
 
 
-class RougeLParams(EvaluatorParams):
-    reference: str | list[str] | None = None
-    """Reference text(s); when absent, the case's ``expected.<case_key>``. Best one counts."""
-    case_key: str = "output"
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-
-
-@register
-class RougeL(Evaluator):
-    type_name = "rouge_l"
-    summary = "ROUGE-L F-measure of the final output against the reference(s) ≥ threshold"
-    Params = RougeLParams
-
-    def score(self, trace: Trace, case: Case) -> Score:
-        p = self.params
-        assert isinstance(p, RougeLParams)
-        references = self.expected_values(p.reference, case, p.case_key)
-        if not references:
-            return self.nothing_to_check(p.case_key)
-        if trace.final_output is None:
-            return self.missing("final output", _NO_OUTPUT)
-        output = trace.final_output
-        value, best = _best([(rouge_l(output, ref), ref) for ref in references])
-        return _metric(
-            self, value, p.threshold, f"ROUGE-L F of {_shorten(output)!r} vs {_shorten(best)!r}"
-        )
-
-
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
@@ -283,29 +255,49 @@ def token_f1(candidate: str, reference: str) -> float:
     return _f_measure(overlap, len(cand), len(ref))
 
 
-class TokenF1Params(EvaluatorParams):
+class ReferenceMetricParams(EvaluatorParams):
     reference: str | list[str] | None = None
-    """Reference answer(s); when absent, the case's ``expected.<case_key>``. Best one counts."""
+    """Reference text(s); when absent, the case's ``expected.<case_key>``. Best one counts."""
     case_key: str = "output"
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
-@register
-class TokenF1(Evaluator):
-    type_name = "token_f1"
-    summary = "SQuAD-style token F1 of the final output against the reference(s) ≥ threshold"
-    Params = TokenF1Params
+class _ReferenceMetric(Evaluator):
+    """A similarity metric of the final output against references: the best one counts."""
+
+    Params = ReferenceMetricParams
+    label = ""
+
+    @staticmethod
+    def metric(candidate: str, reference: str) -> float:
+        raise NotImplementedError
 
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
-        assert isinstance(p, TokenF1Params)
+        assert isinstance(p, ReferenceMetricParams)
         references = self.expected_values(p.reference, case, p.case_key)
         if not references:
             return self.nothing_to_check(p.case_key)
         if trace.final_output is None:
             return self.missing("final output", _NO_OUTPUT)
         output = trace.final_output
-        value, best = _best([(token_f1(output, ref), ref) for ref in references])
+        value, best = _best([(self.metric(output, ref), ref) for ref in references])
         return _metric(
-            self, value, p.threshold, f"token F1 of {_shorten(output)!r} vs {_shorten(best)!r}"
+            self, value, p.threshold, f"{self.label} of {_shorten(output)!r} vs {_shorten(best)!r}"
         )
+
+
+@register
+class RougeL(_ReferenceMetric):
+    type_name = "rouge_l"
+    summary = "ROUGE-L F-measure of the final output against the reference(s) ≥ threshold"
+    label = "ROUGE-L F"
+    metric = staticmethod(rouge_l)
+
+
+@register
+class TokenF1(_ReferenceMetric):
+    type_name = "token_f1"
+    summary = "SQuAD-style token F1 of the final output against the reference(s) ≥ threshold"
+    label = "token F1"
+    metric = staticmethod(token_f1)
