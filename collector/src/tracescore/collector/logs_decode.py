@@ -13,7 +13,7 @@ import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from tracescore.collector.anyvalue import any_value_to_str
-from tracescore.collector.spans_decode import attribute_pairs
+from tracescore.collector.spans_decode import attribute_pairs, hex_id
 
 _ATTR_MAP: pa.DataType = pa.map_(pa.string(), pa.string())
 _TS: pa.DataType = pa.timestamp("ns", tz="UTC")
@@ -40,10 +40,6 @@ LOG_SCHEMA = pa.schema(
 )
 
 
-def _hex_id(raw: bytes) -> str:
-    return raw.hex() if raw and any(raw) else ""
-
-
 def decode_logs(requests: Iterable[ExportLogsServiceRequest]) -> pa.Table:
     columns: dict[str, list[Any]] = {name: [] for name in LOG_SCHEMA.names}
     add = {name: values.append for name, values in columns.items()}
@@ -57,8 +53,8 @@ def decode_logs(requests: Iterable[ExportLogsServiceRequest]) -> pa.Table:
                 for record in scope_logs.log_records:
                     # The exporter falls back to the observed time when the event time is unset.
                     add["Timestamp"](record.time_unix_nano or record.observed_time_unix_nano)
-                    add["TraceId"](_hex_id(record.trace_id))
-                    add["SpanId"](_hex_id(record.span_id))
+                    add["TraceId"](hex_id(record.trace_id))
+                    add["SpanId"](hex_id(record.span_id))
                     add["TraceFlags"](record.flags & 0xFF)
                     add["SeverityText"](record.severity_text)
                     add["SeverityNumber"](record.severity_number & 0xFF)

@@ -45,19 +45,9 @@ class Checked:
 
 
 def check_traces(body: bytes, limits: Limits, *, collect_trace_ids: bool = False) -> Checked:
-    request = ExportTraceServiceRequest()
-    try:
-        request.ParseFromString(body)
-    except DecodeError as exc:
-        raise OtlpDecodeError(
-            f"body is not a valid protobuf ExportTraceServiceRequest ({exc})"
-        ) from exc
+    request = _parse(ExportTraceServiceRequest(), body)
     total = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-    if total > limits.max_items_per_request:
-        raise LimitExceededError(
-            f"request has {total} spans; the limit is {limits.max_items_per_request} per "
-            "request (lower the exporter's batch size)"
-        )
+    _check_count(total, limits, "spans")
     max_len = limits.max_attribute_value_length
     # No value can exceed the limit if the whole body doesn't: skip the scan.
     scan = 0 < max_len < len(body)
@@ -92,33 +82,13 @@ def check_traces(body: bytes, limits: Limits, *, collect_trace_ids: bool = False
                     trace_ids.add(trace_id)
             for index in reversed(bad):
                 del spans[index]
-    if rejected and len(rejected) == total:
-        raise OtlpDecodeError(f"every span is invalid; first: {rejected[0]}")
-    changed = bool(rejected) or truncated > 0
-    return Checked(
-        payload=request.SerializeToString() if changed else body,
-        accepted=total - len(rejected),
-        rejected=len(rejected),
-        message=_rejection_message(rejected, "span"),
-        truncated=truncated,
-        trace_ids=trace_ids,
-    )
+    return _checked(request, body, total, rejected, truncated, trace_ids, "span")
 
 
 def check_logs(body: bytes, limits: Limits, *, collect_trace_ids: bool = False) -> Checked:
-    request = ExportLogsServiceRequest()
-    try:
-        request.ParseFromString(body)
-    except DecodeError as exc:
-        raise OtlpDecodeError(
-            f"body is not a valid protobuf ExportLogsServiceRequest ({exc})"
-        ) from exc
+    request = _parse(ExportLogsServiceRequest(), body)
     total = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
-    if total > limits.max_items_per_request:
-        raise LimitExceededError(
-            f"request has {total} log records; the limit is {limits.max_items_per_request} "
-            "per request (lower the exporter's batch size)"
-        )
+    _check_count(total, limits, "log records")
     max_len = limits.max_attribute_value_length
     scan = 0 < max_len < len(body)
     truncated = 0
@@ -147,14 +117,44 @@ def check_logs(body: bytes, limits: Limits, *, collect_trace_ids: bool = False) 
                     trace_ids.add(record.trace_id)
             for index in reversed(bad):
                 del records[index]
+    return _checked(request, body, total, rejected, truncated, trace_ids, "log record")
+
+
+def _parse(request: Any, body: bytes) -> Any:
+    try:
+        request.ParseFromString(body)
+    except DecodeError as exc:
+        name = request.DESCRIPTOR.name
+        raise OtlpDecodeError(f"body is not a valid protobuf {name} ({exc})") from exc
+    return request
+
+
+def _check_count(total: int, limits: Limits, noun: str) -> None:
+    if total > limits.max_items_per_request:
+        raise LimitExceededError(
+            f"request has {total} {noun}; the limit is {limits.max_items_per_request} per "
+            "request (lower the exporter's batch size)"
+        )
+
+
+def _checked(
+    request: Any,
+    body: bytes,
+    total: int,
+    rejected: list[str],
+    truncated: int,
+    trace_ids: set[bytes],
+    noun: str,
+) -> Checked:
     if rejected and len(rejected) == total:
-        raise OtlpDecodeError(f"every log record is invalid; first: {rejected[0]}")
+        raise OtlpDecodeError(f"every {noun} is invalid; first: {rejected[0]}")
+    # Re-encode only when something was cut out or shortened.
     changed = bool(rejected) or truncated > 0
     return Checked(
         payload=request.SerializeToString() if changed else body,
         accepted=total - len(rejected),
         rejected=len(rejected),
-        message=_rejection_message(rejected, "log record"),
+        message=_rejection_message(rejected, noun),
         truncated=truncated,
         trace_ids=trace_ids,
     )

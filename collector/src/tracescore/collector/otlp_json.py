@@ -34,6 +34,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 
+from tracescore.collector.spool import varint
 from tracescore.schemas.errors import OtlpDecodeError
 
 Signal = Literal["traces", "logs"]
@@ -146,25 +147,16 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 _UINT64 = (0, _MASK64)
 
 
-def _build_varint(number: int) -> bytes:
-    out = bytearray()
-    while number > 0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
-
-
 # Every value below 16 Ki (the one- and two-byte varints) is precomputed: length
 # prefixes are written for every string and nested message, and a table index is
 # several times cheaper than building the varint.
 _LEN_TABLE_SIZE = 1 << 14
-_LEN = tuple(_build_varint(n) for n in range(_LEN_TABLE_SIZE))
+_LEN = tuple(varint(n) for n in range(_LEN_TABLE_SIZE))
 
 
 def _varint(number: int) -> bytes:
     """Base-128 varint of a non-negative int (callers mask negatives to 64 bits)."""
-    return _LEN[number] if number < _LEN_TABLE_SIZE else _build_varint(number)
+    return _LEN[number] if number < _LEN_TABLE_SIZE else varint(number)
 
 
 _pack_fixed64 = struct.Struct("<Q").pack
@@ -326,7 +318,7 @@ def _string_field(tag: bytes, presence: bool) -> Handler:
             return b""
         raw = _utf8(value)
         size = len(raw)
-        return tag + (_LEN[size] if size < _LEN_TABLE_SIZE else _build_varint(size)) + raw
+        return tag + (_LEN[size] if size < _LEN_TABLE_SIZE else varint(size)) + raw
 
     return handle
 
@@ -469,7 +461,7 @@ def _repeated_message_field(tag: bytes, message: _Message) -> Handler:
                     raise _PathError("null is not allowed in an array")
                 body = _encode_message(item, message)
                 size = len(body)
-                parts += (tag, _LEN[size] if size < _LEN_TABLE_SIZE else _build_varint(size), body)
+                parts += (tag, _LEN[size] if size < _LEN_TABLE_SIZE else varint(size), body)
         except _PathError as exc:
             exc.path.append(f"[{_position(values, item)}]")
             raise
@@ -539,9 +531,7 @@ def _any_value_fast(value: Any, generic: _Message) -> bytes:
                 raise
             size = len(raw)
             return (
-                _STRING_VALUE_TAG
-                + (_LEN[size] if size < _LEN_TABLE_SIZE else _build_varint(size))
-                + raw
+                _STRING_VALUE_TAG + (_LEN[size] if size < _LEN_TABLE_SIZE else varint(size)) + raw
             )
         number = value.get("intValue")
         if type(number) is str and len(number) <= 19 and number.isdigit() and number.isascii():
@@ -657,21 +647,17 @@ def _attributes_field(tag: bytes, key_value: _Message, any_value: _Message) -> H
                                     # Lengths are computed up front so the attribute is
                                     # one join, not three nested concatenations.
                                     size_prefix = (
-                                        lengths[size] if size < table_size else _build_varint(size)
+                                        lengths[size] if size < table_size else varint(size)
                                     )
                                     inner = len(string_tag) + len(size_prefix) + size
                                     inner_prefix = (
-                                        lengths[inner]
-                                        if inner < table_size
-                                        else _build_varint(inner)
+                                        lengths[inner] if inner < table_size else varint(inner)
                                     )
                                     outer = len(key_bytes) + 1 + len(inner_prefix) + inner
                                     attribute = b"".join(
                                         (
                                             tag,
-                                            lengths[outer]
-                                            if outer < table_size
-                                            else _build_varint(outer),
+                                            lengths[outer] if outer < table_size else varint(outer),
                                             key_bytes,
                                             value_tag,
                                             inner_prefix,
@@ -695,9 +681,7 @@ def _attributes_field(tag: bytes, key_value: _Message, any_value: _Message) -> H
                                     b"".join(
                                         (
                                             tag,
-                                            lengths[outer]
-                                            if outer < table_size
-                                            else _build_varint(outer),
+                                            lengths[outer] if outer < table_size else varint(outer),
                                             key_bytes,
                                             value_tag,
                                             lengths[double_size],

@@ -1,18 +1,17 @@
-"""OTLP ``ExportTraceServiceRequest`` bytes to ``otel_traces`` columns.
+"""OTLP ``ExportTraceServiceRequest`` to ``otel_traces`` columns (the Python load path).
 
-The protobuf is parsed once; spans go straight into per-column lists (no row
-dicts), in the value formats the official clickhouseexporter writes.
+Spans go straight into per-column lists (no row dicts), in the value formats
+the official clickhouseexporter writes. Requests reach here after
+``otlp_checks.check_traces`` has validated their ids, so they are not checked again.
 """
 
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tracescore.collector.anyvalue import any_value_to_str
-from tracescore.schemas.errors import OtlpDecodeError
 
 # ptrace.SpanKind.String() and ptrace.StatusCode.String() in the Collector's pdata.
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
@@ -111,19 +110,8 @@ class SpanColumns:
         )
 
 
-def parse_export_request(body: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
-    try:
-        request.ParseFromString(body)
-    except DecodeError as exc:
-        raise OtlpDecodeError(
-            f"body is not a valid protobuf ExportTraceServiceRequest ({exc})"
-        ) from exc
-    return request
-
-
 def decode_spans(request: ExportTraceServiceRequest) -> SpanColumns:
-    """Flatten a request into columns; raises OtlpDecodeError naming the first invalid span."""
+    """Flatten a checked request into columns."""
     cols = SpanColumns()
     # Bound methods hoisted out of the loop: this is the ingest hot path.
     timestamp, trace_ids, span_ids = cols.timestamp, cols.trace_id, cols.span_id
@@ -133,27 +121,16 @@ def decode_spans(request: ExportTraceServiceRequest) -> SpanColumns:
     span_attrs, durations = cols.span_attributes, cols.duration
     codes, messages = cols.status_code, cols.status_message
     kind_names, code_names = _KIND_NAMES, _CODE_NAMES
-    for r_index, resource_spans in enumerate(request.resource_spans):
+    for resource_spans in request.resource_spans:
         resource_attrs = attribute_pairs(resource_spans.resource.attributes)
         service_name = next((v for k, v in resource_attrs if k == "service.name"), "")
-        for s_index, scope_spans in enumerate(resource_spans.scope_spans):
+        for scope_spans in resource_spans.scope_spans:
             scope_name = scope_spans.scope.name
             scope_version = scope_spans.scope.version
-            for index, span in enumerate(scope_spans.spans):
-                trace_id = span.trace_id
-                span_id = span.span_id
-                parent = span.parent_span_id
-                if (
-                    len(trace_id) != 16
-                    or len(span_id) != 8
-                    or (parent and len(parent) != 8)
-                    or not any(trace_id)
-                    or not any(span_id)
-                ):
-                    raise OtlpDecodeError(_bad_ids(span, r_index, s_index, index))
-                trace_ids.append(trace_id.hex())
-                span_ids.append(span_id.hex())
-                parent_ids.append(parent.hex() if parent and any(parent) else "")
+            for span in scope_spans.spans:
+                trace_ids.append(span.trace_id.hex())
+                span_ids.append(span.span_id.hex())
+                parent_ids.append(hex_id(span.parent_span_id))
                 start = span.start_time_unix_nano
                 timestamp.append(start)
                 trace_states.append(span.trace_state)
@@ -182,13 +159,8 @@ def decode_spans(request: ExportTraceServiceRequest) -> SpanColumns:
                     cols.events_attributes.append([])
                 links = span.links
                 if links:
-                    where = f"resource_spans[{r_index}].scope_spans[{s_index}].spans[{index}]"
-                    cols.links_trace_id.append(
-                        [_hex_id(lk.trace_id, 16, f"{where}.links.trace_id") for lk in links]
-                    )
-                    cols.links_span_id.append(
-                        [_hex_id(lk.span_id, 8, f"{where}.links.span_id") for lk in links]
-                    )
+                    cols.links_trace_id.append([hex_id(lk.trace_id) for lk in links])
+                    cols.links_span_id.append([hex_id(lk.span_id) for lk in links])
                     cols.links_trace_state.append([lk.trace_state for lk in links])
                     cols.links_attributes.append([attribute_pairs(lk.attributes) for lk in links])
                 else:
@@ -212,26 +184,6 @@ def attribute_pairs(key_values: Any) -> Attrs:
     ]
 
 
-def _bad_ids(span: Any, r_index: int, s_index: int, index: int) -> str:
-    """Which id of an invalid span is wrong; only built when rejecting a request."""
-    where = f"resource_spans[{r_index}].scope_spans[{s_index}].spans[{index}]"
-    for name, size, required in (
-        ("trace_id", 16, True),
-        ("span_id", 8, True),
-        ("parent_span_id", 8, False),
-    ):
-        raw = getattr(span, name)
-        if not raw or not any(raw):
-            if required:
-                return f"{where}.{name} is empty or all zeros"
-        elif len(raw) != size:
-            return f"{where}.{name} has {len(raw)} bytes, expected {size}"
-    return f"{where} has invalid ids"
-
-
-def _hex_id(raw: bytes, size: int, where: str) -> str:
-    if not raw or not any(raw):
-        return ""
-    if len(raw) != size:
-        raise OtlpDecodeError(f"{where} has {len(raw)} bytes, expected {size}")
-    return raw.hex()
+def hex_id(raw: bytes) -> str:
+    """An id as the exporter writes it: lowercase hex, "" when absent or all zeros."""
+    return raw.hex() if raw and any(raw) else ""
