@@ -10,7 +10,6 @@ or wrong bearer token.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import socket
 import time
@@ -22,10 +21,9 @@ from typing import Any, Self
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from tracescore.collector.pipeline import IngestPipeline, OverloadedError, Signal
+from tracescore.collector.auth import bearer_ok
+from tracescore.collector.pipeline import IngestPipeline, OverloadedError, Signal, export_response
 from tracescore.schemas.errors import ConfigError, OtlpDecodeError, StoreError
 
 log = logging.getLogger(__name__)
@@ -116,26 +114,14 @@ class GrpcReceiver:
             log.error("spool write failed: %s", exc)
             _abort_retryable(context, "could not store the request; retry", 1)
         metrics.request_seconds.labels("grpc").observe(time.perf_counter() - started)
-        if signal is Signal.TRACES:
-            traces = ExportTraceServiceResponse()
-            if checked.rejected:
-                traces.partial_success.rejected_spans = checked.rejected
-                traces.partial_success.error_message = checked.message
-            return traces.SerializeToString()
-        logs = ExportLogsServiceResponse()
-        if checked.rejected:
-            logs.partial_success.rejected_log_records = checked.rejected
-            logs.partial_success.error_message = checked.message
-        return logs.SerializeToString()
+        return export_response(signal, checked)
 
     def _authorized(self, context: grpc.ServicerContext) -> bool:
         token = self._auth_token or ""
-        for key, value in context.invocation_metadata():
-            if key == "authorization" and isinstance(value, str):
-                scheme, _, given = value.partition(" ")
-                if scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token):
-                    return True
-        return False
+        return any(
+            key == "authorization" and isinstance(value, str) and bearer_ok(value, token)
+            for key, value in context.invocation_metadata()
+        )
 
     def start(self) -> Self:
         self._server.start()

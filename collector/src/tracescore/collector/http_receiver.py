@@ -8,21 +8,19 @@ unsupported content types, and 503 with ``Retry-After`` when the spool is full.
 """
 
 import asyncio
-import hmac
 import logging
 import time
 import zlib
 from dataclasses import dataclass
 
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from tracescore.collector.auth import bearer_ok
 from tracescore.collector.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tracescore.collector.otlp_checks import Checked
 from tracescore.collector.otlp_json import (
@@ -31,7 +29,7 @@ from tracescore.collector.otlp_json import (
     status_json,
     traces_json_to_protobuf,
 )
-from tracescore.collector.pipeline import IngestPipeline, OverloadedError, Signal
+from tracescore.collector.pipeline import IngestPipeline, OverloadedError, Signal, export_response
 from tracescore.collector.server_thread import ServerThread
 from tracescore.schemas.errors import OtlpDecodeError, StoreError
 
@@ -71,11 +69,6 @@ def _error(
         return Response(status_json(code, message), status, headers, media_type=JSON)
     body = status_pb2.Status(code=code, message=message).SerializeToString()
     return Response(body, status, headers, media_type=PROTOBUF)
-
-
-def bearer_ok(header: str | None, token: str) -> bool:
-    scheme, _, value = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
 
 
 async def _read_body(request: Request, max_body: int, max_decompressed: int) -> bytes:
@@ -158,9 +151,7 @@ def create_app(pipeline: IngestPipeline, options: HttpOptions | None = None) -> 
                 response_json(checked.rejected, checked.message, signal.value),
                 media_type=JSON,
             )
-        return Response(
-            _response_pb(signal, checked.rejected, checked.message), media_type=PROTOBUF
-        )
+        return Response(export_response(signal, checked), media_type=PROTOBUF)
 
     async def traces(request: Request) -> Response:
         return await export(request, Signal.TRACES)
@@ -194,20 +185,6 @@ def _export(pipeline: IngestPipeline, signal: Signal, body: bytes, as_json: bool
         convert = traces_json_to_protobuf if signal is Signal.TRACES else logs_json_to_protobuf
         body = convert(body)
     return pipeline.export(signal, body, "http/json" if as_json else "http/protobuf")
-
-
-def _response_pb(signal: Signal, rejected: int, message: str) -> bytes:
-    if signal is Signal.TRACES:
-        traces = ExportTraceServiceResponse()
-        if rejected or message:
-            traces.partial_success.rejected_spans = rejected
-            traces.partial_success.error_message = message
-        return traces.SerializeToString()
-    logs = ExportLogsServiceResponse()
-    if rejected or message:
-        logs.partial_success.rejected_log_records = rejected
-        logs.partial_success.error_message = message
-    return logs.SerializeToString()
 
 
 class HttpReceiver(ServerThread):

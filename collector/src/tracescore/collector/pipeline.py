@@ -27,8 +27,14 @@ from enum import StrEnum
 from pathlib import Path
 
 import pyarrow as pa
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from tracescore.collector.engine_decode import traces_insert_sql
 from tracescore.collector.logs_decode import decode_logs
@@ -48,6 +54,21 @@ TraceListener = Callable[[set[bytes]], None]
 class Signal(StrEnum):
     TRACES = "traces"
     LOGS = "logs"
+
+
+def export_response(signal: Signal, checked: Checked) -> bytes:
+    """The protobuf ``Export*ServiceResponse``; ``partial_success`` only when something was cut."""
+    if signal is Signal.TRACES:
+        traces = ExportTraceServiceResponse()
+        if checked.rejected or checked.message:
+            traces.partial_success.rejected_spans = checked.rejected
+            traces.partial_success.error_message = checked.message
+        return traces.SerializeToString()
+    logs = ExportLogsServiceResponse()
+    if checked.rejected or checked.message:
+        logs.partial_success.rejected_log_records = checked.rejected
+        logs.partial_success.error_message = checked.message
+    return logs.SerializeToString()
 
 
 class OverloadedError(TracescoreError):
