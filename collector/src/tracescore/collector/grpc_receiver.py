@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self
@@ -170,6 +169,3 @@ class _Router(grpc.GenericRpcHandler):
     def service(self, handler_call_details: Any) -> grpc.RpcMethodHandler[bytes, bytes] | None:
         method: str = handler_call_details.method
         return self._handlers.get(method)
-
-
-Handler = Callable[[bytes, grpc.ServicerContext], bytes]
