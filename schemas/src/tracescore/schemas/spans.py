@@ -51,3 +51,19 @@ class Span(BaseModel):
     def is_error(self) -> bool:
         # Older exporter versions wrote STATUS_CODE_ERROR; accept both forms.
         return self.status_code in ("Error", "STATUS_CODE_ERROR")
+
+
+class LogRecord(BaseModel):
+    """One row of ``otel_logs`` that belongs to a trace (e.g. a GenAI event sent as a log)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    trace_id: str
+    span_id: str
+    timestamp_ns: int
+    event_name: str
+    severity_text: str = ""
+    body: str = ""
+    attributes: dict[str, str] = {}
+    service_name: str = ""
+    scope_name: str = ""
