@@ -507,6 +507,23 @@ def test_sdk_log_exporters_store_identical_rows_over_grpc_and_http(
     assert row["Body"] == _go_json(body)
     assert row["Body"].startswith('{"input":[{"parts":[{"content":"Capital of France?"')
 
+    # fetch_logs reads the record back by its trace id (the rows above were emptied).
+    exporter = HttpLogExporter(endpoint=f"{http_receiver.endpoint}/v1/logs")
+    try:
+        assert exporter.export(records) is LogRecordExportResult.SUCCESS
+    finally:
+        _shutdown(exporter)
+    assert pipeline.flush()
+    trace_id = format(LOG_TRACE_ID, "032x")
+    other = "0" * 31 + "1"
+    found = store.fetch_logs([trace_id, other])
+    assert found[other] == []
+    [record] = found[trace_id]
+    assert (record.span_id, record.timestamp_ns) == (row["SpanId"], row["ts_ns"])
+    assert record.event_name == "gen_ai.client.inference.operation.details"
+    assert record.body == row["Body"]
+    assert record.attributes == {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+
 
 # -- gRPC bad input --------------------------------------------------------------------
 

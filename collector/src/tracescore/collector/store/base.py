@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from tracescore.collector.spans_decode import SpanColumns
 from tracescore.schemas.ddl import (
+    LOGS_TABLE,
     MIGRATIONS_TABLE,
     TRACES_TABLE,
     local_table_name,
@@ -16,7 +17,7 @@ from tracescore.schemas.ddl import (
     quote_identifier,
     setup_statements,
 )
-from tracescore.schemas.spans import Span, SpanEvent, SpanLink
+from tracescore.schemas.spans import LogRecord, Span, SpanEvent, SpanLink
 
 QueryParams = Mapping[str, Any]
 
@@ -134,6 +135,34 @@ class Store(ABC):
             ORDER BY Timestamp, SpanId
         """
         return [_row_to_span(row) for row in self.query(sql, {"tid": trace_id})]
+
+    def fetch_logs(self, trace_ids: Sequence[str]) -> dict[str, list[LogRecord]]:
+        """Log records that carry one of ``trace_ids`` (GenAI events sent as logs), by trace."""
+        found: dict[str, list[LogRecord]] = {tid: [] for tid in trace_ids}
+        if not trace_ids:
+            return found
+        sql = f"""
+            SELECT TraceId, SpanId, toUnixTimestamp64Nano(Timestamp) AS TimeNs, EventName,
+                   SeverityText, Body, LogAttributes, ServiceName, ScopeName
+            FROM {self.db}.{LOGS_TABLE}
+            WHERE TraceId IN {{tids:Array(String)}}
+            ORDER BY Timestamp
+        """
+        for row in self.query(sql, {"tids": list(trace_ids)}):
+            found[row["TraceId"]].append(
+                LogRecord(
+                    trace_id=row["TraceId"],
+                    span_id=row["SpanId"],
+                    timestamp_ns=int(row["TimeNs"]),
+                    event_name=row["EventName"],
+                    severity_text=row["SeverityText"],
+                    body=row["Body"],
+                    attributes=_pairs_to_dict(row["LogAttributes"]),
+                    service_name=row["ServiceName"],
+                    scope_name=row["ScopeName"],
+                )
+            )
+        return found
 
     def count_spans(self, trace_id: str | None = None) -> int:
         if trace_id is None:
