@@ -211,8 +211,11 @@ def _evaluators(_: argparse.Namespace, console: Console) -> int:
     sources = {name: evaluator_source(name) for name, _ in types}
     width = max((len(source) for source in sources.values()), default=0)
     for name, cls in types:
+        needs = f" (needs {', '.join(cls.requires)})" if cls.requires else ""
         console.print(
-            f"{name:<16} {sources[name]:<{width}}  {cls.summary}", markup=False, highlight=False
+            f"{name:<20} {sources[name]:<{width}}  {cls.summary}{needs}",
+            markup=False,
+            highlight=False,
         )
     # Warnings, not errors: a broken plugin must not hide the evaluators that work.
     for failure in plugin_failures():

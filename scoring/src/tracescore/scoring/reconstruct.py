@@ -1,12 +1,38 @@
-"""Spans to a ``Trace``: the tree (orphans kept) and the agent-level facts evaluators read."""
+"""Spans (and log records) to a ``Trace``: the tree, orphans kept, and the agent-level facts
+evaluators read, whichever convention the agent was instrumented with (see conventions.py)."""
 
-import json
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tracescore.schemas import attributes as attr
-from tracescore.schemas.spans import Span
-from tracescore.schemas.trace import AgentStep, LlmCall, SpanNode, ToolCall, Trace
+from tracescore.schemas.spans import LogRecord, Span
+from tracescore.schemas.trace import (
+    AgentStep,
+    LlmCall,
+    Retrieval,
+    RetrievedDocument,
+    SpanNode,
+    ToolCall,
+    Trace,
+)
+from tracescore.scoring import messages as msg
+from tracescore.scoring.conventions import (
+    LlmFacts,
+    agent_input,
+    agent_name,
+    agent_output,
+    events_of,
+    first,
+    kind_of,
+    llm_facts,
+    operation_of,
+    retrieval_facts,
+    tool_facts,
+)
+
+__all__ = ["build_tree", "operation_of", "reconstruct"]
 
 
 def build_tree(spans: Iterable[Span]) -> tuple[list[SpanNode], list[SpanNode]]:
@@ -56,65 +82,239 @@ def _break_cycles(
         walk(node)
 
 
-def operation_of(span: Span) -> str | None:
-    """The GenAI operation a span performs, from ``gen_ai.operation.name`` or its span name."""
-    op = span.attributes.get(attr.GEN_AI_OPERATION_NAME)
-    if op:
-        return op
-    first_word = span.name.split(" ", 1)[0]
-    known = attr.LLM_OPERATIONS | {attr.OP_EXECUTE_TOOL, attr.OP_INVOKE_AGENT}
-    return first_word if first_word in known else None
-
-
-def reconstruct(trace_id: str, spans: list[Span]) -> Trace:
+def reconstruct(trace_id: str, spans: list[Span], logs: Sequence[LogRecord] = ()) -> Trace:
     roots, orphans = build_tree(spans)
     ordered = sorted(spans, key=lambda s: (s.start_ns, s.span_id))
-    llm_calls: list[LlmCall] = []
-    seen_responses: set[str] = set()
-    tool_calls: list[ToolCall] = []
-    agent_steps: list[AgentStep] = []
-    for span in ordered:
-        op = operation_of(span)
-        if op in attr.LLM_OPERATIONS:
-            call = _llm_call(span, op or "")
-            # The same call traced twice (SDK and instrumentor) shares a response id.
-            if call.response_id and call.response_id in seen_responses:
-                continue
-            if call.response_id:
-                seen_responses.add(call.response_id)
-            llm_calls.append(call)
-        elif op == attr.OP_EXECUTE_TOOL:
-            tool_calls.append(_tool_call(span))
-        elif op == attr.OP_INVOKE_AGENT:
-            agent_steps.append(
-                AgentStep(
-                    span_id=span.span_id,
-                    agent_name=span.attributes.get(attr.GEN_AI_AGENT_NAME),
-                    output_text=_messages_text(
-                        _json(span.attributes.get(attr.GEN_AI_OUTPUT_MESSAGES))
-                    ),
-                    duration_ns=span.duration_ns,
-                )
-            )
+    by_id = {s.span_id: s for s in ordered}
+    logs_by_span: dict[str, list[LogRecord]] = defaultdict(list)
+    for record in logs:
+        logs_by_span[record.span_id].append(record)
+    kinds = {s.span_id: kind_of(s) for s in ordered}
+
+    llm_calls = _llm_calls(ordered, by_id, kinds, logs_by_span)
+    tool_calls = _tool_calls([s for s in ordered if kinds[s.span_id] == "tool"], llm_calls, by_id)
     depth = _depths(roots, orphans)
-    # Outermost agent first: by tree depth, then start time.
-    agent_steps.sort(key=lambda step: depth.get(step.span_id, 0))
+    agent_spans = sorted(
+        (s for s in ordered if kinds[s.span_id] == "agent"),
+        key=lambda s: (depth.get(s.span_id, 0), s.start_ns),
+    )
+    agent_steps = [
+        AgentStep(
+            span_id=s.span_id,
+            agent_name=agent_name(s),
+            output_text=agent_output(s),
+            duration_ns=s.duration_ns,
+        )
+        for s in agent_spans
+    ]
     harness = _harness_root(roots)
     return Trace(
         trace_id=trace_id,
         spans=ordered,
         roots=roots,
         orphans=orphans,
-        input=_input_of(harness, ordered),
+        input=_input_of(harness, agent_spans, llm_calls),
         final_output=_final_output(agent_steps, llm_calls, harness),
         llm_calls=llm_calls,
         tool_calls=tool_calls,
         agent_steps=agent_steps,
+        retrievals=[_retrieval(s) for s in ordered if kinds[s.span_id] == "retriever"],
+        logs=list(logs),
         error_spans=[s.span_id for s in ordered if s.is_error],
         duration_ns=_duration(harness, ordered),
         input_tokens=sum(c.input_tokens or 0 for c in llm_calls),
         output_tokens=sum(c.output_tokens or 0 for c in llm_calls),
+        cached_input_tokens=sum(c.cached_input_tokens or 0 for c in llm_calls),
+        has_token_usage=any(
+            c.input_tokens is not None or c.output_tokens is not None for c in llm_calls
+        ),
     )
+
+
+# -- LLM calls ---------------------------------------------------------------------------------
+
+
+def _llm_calls(
+    ordered: list[Span],
+    by_id: dict[str, Span],
+    kinds: dict[str, Any],
+    logs_by_span: dict[str, list[LogRecord]],
+) -> list[LlmCall]:
+    """One LlmCall per model call, however many spans recorded it.
+
+    A call is recorded twice when an instrumentor wraps an SDK that traces itself (the
+    Anthropic SDK 2.x), or two instrumentors wrap one client: the spans then nest, or share
+    a ``gen_ai.response.id``. Their facts are merged, so tokens count once.
+    """
+    groups: dict[str, list[tuple[Span, LlmFacts]]] = {}
+    group_of: dict[str, str] = {}
+    by_response: dict[str, str] = {}
+    for span in ordered:
+        if kinds[span.span_id] != "llm":
+            continue
+        facts = llm_facts(span, events_of(span, logs_by_span.get(span.span_id, ())))
+        leader = _llm_ancestor(span, by_id, kinds, group_of)
+        if leader is None and facts.response_id:
+            leader = by_response.get(facts.response_id)
+        if leader is None:
+            leader = span.span_id
+            groups[leader] = []
+        groups[leader].append((span, facts))
+        group_of[span.span_id] = leader
+        if facts.response_id:
+            by_response.setdefault(facts.response_id, leader)
+    return [_merge(members) for members in groups.values()]
+
+
+def _llm_ancestor(
+    span: Span, by_id: dict[str, Span], kinds: dict[str, Any], group_of: dict[str, str]
+) -> str | None:
+    """The group of the nearest enclosing LLM span: a model call does not contain another."""
+    seen = {span.span_id}
+    parent = by_id.get(span.parent_span_id)
+    while parent is not None and parent.span_id not in seen:
+        if kinds[parent.span_id] == "llm":
+            return group_of.get(parent.span_id)
+        if kinds[parent.span_id] is not None:
+            return None  # an agent or tool in between: a separate call
+        seen.add(parent.span_id)
+        parent = by_id.get(parent.parent_span_id)
+    return None
+
+
+def _merge(members: list[tuple[Span, LlmFacts]]) -> LlmCall:
+    # Spans in the current GenAI form first: their fields win over older conventions'.
+    members = sorted(members, key=lambda m: attr.GEN_AI_OPERATION_NAME not in m[0].attributes)
+    span = members[0][0]
+    facts = [f for _, f in members]
+
+    def pick(name: str) -> Any:
+        return first(*(getattr(f, name) for f in facts))
+
+    output_messages = pick("output_messages")
+    errors = [s for s, _ in members if s.is_error]
+    return LlmCall(
+        span_id=span.span_id,
+        operation=operation_of(span) or attr.OP_CHAT,
+        provider=pick("provider"),
+        request_model=pick("request_model"),
+        response_model=pick("response_model"),
+        response_id=pick("response_id"),
+        input_messages=pick("input_messages"),
+        output_messages=output_messages,
+        output_text=msg.text_of(output_messages),
+        finish_reasons=pick("finish_reasons") or [],
+        input_tokens=pick("input_tokens"),
+        output_tokens=pick("output_tokens"),
+        cached_input_tokens=pick("cached_input_tokens"),
+        duration_ns=max(s.duration_ns for s, _ in members),
+        error=(errors[0].status_message or "error") if errors else None,
+    )
+
+
+# -- tool calls --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Requested:
+    """A tool call the model asked for in its output, and the result fed back to it."""
+
+    call_id: str | None
+    name: str
+    arguments: Any
+    llm_span_id: str
+    result: Any = None
+    matched: bool = False
+
+
+def _tool_calls(
+    tool_spans: list[Span], llm_calls: list[LlmCall], by_id: dict[str, Span]
+) -> list[ToolCall]:
+    """Tool calls from tool spans, completed from the messages (and vice versa).
+
+    Instrumented SDK clients see the calls the model requests and the results the agent
+    sends back, but not the tool's execution; agent frameworks trace the execution. A
+    span is matched to a requested call by call id, else by name in order; requested calls
+    with no span are tool calls too (the agent ran them untraced).
+    """
+    requested: list[_Requested] = []
+    results: dict[str, Any] = {}
+    for call in llm_calls:
+        for part in msg.tool_responses(call.input_messages):
+            if part.get("id"):
+                results.setdefault(part["id"], part.get("response"))
+        for part in msg.tool_call_parts(call.output_messages):
+            requested.append(
+                _Requested(part.get("id"), part["name"], part["arguments"], call.span_id)
+            )
+    for item in requested:
+        if item.call_id is not None:
+            item.result = results.get(item.call_id)
+
+    llm_ids = {c.span_id for c in llm_calls}
+    calls: list[ToolCall] = []
+    for span in tool_spans:
+        facts = tool_facts(span)
+        match = _match(requested, facts.call_id, facts.name)
+        error = None
+        if span.is_error:
+            error = span.status_message or span.attributes.get("error.type") or "error"
+        calls.append(
+            ToolCall(
+                span_id=span.span_id,
+                name=facts.name,
+                call_id=first(facts.call_id, match.call_id if match else None),
+                arguments=facts.arguments
+                if facts.arguments is not None or match is None
+                else match.arguments,
+                result=facts.result if facts.result is not None or match is None else match.result,
+                error=error,
+                duration_ns=span.duration_ns,
+            )
+        )
+    calls += [
+        ToolCall(
+            span_id=r.llm_span_id,
+            name=r.name,
+            call_id=r.call_id,
+            arguments=r.arguments,
+            result=r.result,
+        )
+        for r in requested
+        if not r.matched
+    ]
+    # Requested-only calls are placed when the model call that asked for them ended.
+    return sorted(
+        calls,
+        key=lambda c: (
+            by_id[c.span_id].end_ns if c.span_id in llm_ids else by_id[c.span_id].start_ns
+        ),
+    )
+
+
+def _match(requested: list[_Requested], call_id: str | None, name: str) -> _Requested | None:
+    for item in requested:
+        if not item.matched and call_id is not None and item.call_id == call_id:
+            item.matched = True
+            return item
+    for item in requested:
+        if not item.matched and (call_id is None or item.call_id is None) and item.name == name:
+            item.matched = True
+            return item
+    return None
+
+
+def _retrieval(span: Span) -> Retrieval:
+    facts = retrieval_facts(span)
+    return Retrieval(
+        span_id=span.span_id,
+        query=facts.query,
+        documents=[RetrievedDocument(**d) for d in facts.documents],
+        duration_ns=span.duration_ns,
+    )
+
+
+# -- trace-level facts -------------------------------------------------------------------------
 
 
 def _depths(roots: list[SpanNode], orphans: list[SpanNode]) -> dict[str, int]:
@@ -134,12 +334,15 @@ def _harness_root(roots: list[SpanNode]) -> Span | None:
     return None
 
 
-def _input_of(harness: Span | None, spans: list[Span]) -> str | None:
+def _input_of(harness: Span | None, agents: list[Span], calls: list[LlmCall]) -> str | None:
     if harness is not None and attr.CASE_INPUT in harness.attributes:
         return harness.attributes[attr.CASE_INPUT]
-    for span in spans:
-        messages = _json(span.attributes.get(attr.GEN_AI_INPUT_MESSAGES))
-        text = _messages_text(messages, role="user")
+    for span in agents:
+        text = agent_input(span)
+        if text is not None:
+            return text
+    for call in calls:
+        text = msg.text_of(call.input_messages, role="user")
         if text is not None:
             return text
     return None
@@ -165,99 +368,3 @@ def _duration(harness: Span | None, spans: list[Span]) -> int:
     if not spans:
         return 0
     return max(s.end_ns for s in spans) - min(s.start_ns for s in spans)
-
-
-def _llm_call(span: Span, op: str) -> LlmCall:
-    a = span.attributes
-    output_messages = _as_message_list(_json(a.get(attr.GEN_AI_OUTPUT_MESSAGES)))
-    return LlmCall(
-        span_id=span.span_id,
-        operation=op,
-        provider=a.get(attr.GEN_AI_PROVIDER_NAME) or a.get(attr.GEN_AI_SYSTEM),
-        request_model=a.get(attr.GEN_AI_REQUEST_MODEL),
-        response_model=a.get(attr.GEN_AI_RESPONSE_MODEL),
-        response_id=a.get(attr.GEN_AI_RESPONSE_ID),
-        input_messages=_as_message_list(_json(a.get(attr.GEN_AI_INPUT_MESSAGES))),
-        output_messages=output_messages,
-        output_text=_messages_text(output_messages),
-        finish_reasons=_string_list(a.get(attr.GEN_AI_RESPONSE_FINISH_REASONS)),
-        input_tokens=_int(a.get(attr.GEN_AI_USAGE_INPUT_TOKENS)),
-        output_tokens=_int(a.get(attr.GEN_AI_USAGE_OUTPUT_TOKENS)),
-        duration_ns=span.duration_ns,
-        error=(span.status_message or "error") if span.is_error else None,
-    )
-
-
-def _tool_call(span: Span) -> ToolCall:
-    a = span.attributes
-    name = a.get(attr.GEN_AI_TOOL_NAME) or span.name.removeprefix(attr.OP_EXECUTE_TOOL).strip()
-    error = None
-    if span.is_error:
-        error = span.status_message or a.get("error.type") or "error"
-    return ToolCall(
-        span_id=span.span_id,
-        name=name,
-        call_id=a.get(attr.GEN_AI_TOOL_CALL_ID),
-        arguments=_json_or_text(a.get(attr.GEN_AI_TOOL_CALL_ARGUMENTS)),
-        result=_json_or_text(a.get(attr.GEN_AI_TOOL_CALL_RESULT)),
-        error=error,
-        duration_ns=span.duration_ns,
-    )
-
-
-def _json(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
-def _json_or_text(text: str | None) -> Any:
-    if text is None:
-        return None
-    parsed = _json(text)
-    return text if parsed is None and text != "null" else parsed
-
-
-def _as_message_list(value: Any) -> list[dict[str, Any]] | None:
-    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
-        return value
-    return None
-
-
-def _messages_text(messages: Any, role: str = "assistant") -> str | None:
-    """Text of the last message with ``role`` (GenAI ``parts`` or a plain ``content``)."""
-    if not isinstance(messages, list):
-        return None
-    for message in reversed(messages):
-        if not isinstance(message, dict) or message.get("role", role) != role:
-            continue
-        texts: list[str] = []
-        for part in message.get("parts") or []:
-            if isinstance(part, dict) and part.get("type") == "text":
-                texts.append(str(part.get("content", "")))
-        if not texts and isinstance(message.get("content"), str):
-            texts.append(message["content"])
-        if texts:
-            return "".join(texts)
-    return None
-
-
-def _string_list(text: str | None) -> list[str]:
-    if text is None:
-        return []
-    parsed = _json(text)
-    if isinstance(parsed, list):
-        return [str(v) for v in parsed]
-    return [text]
-
-
-def _int(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None

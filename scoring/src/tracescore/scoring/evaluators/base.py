@@ -3,7 +3,8 @@
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -11,6 +12,41 @@ from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.scores import Score
 from tracescore.schemas.suite import Case, EvaluatorSpec
 from tracescore.schemas.trace import Trace
+
+TraceField = Literal["final_output", "input", "spans", "duration", "llm_calls", "token_usage"]
+
+# What each field a trace may lack means, and where reconstruction looked for it.
+_FIELDS: dict[TraceField, tuple[str, Callable[[Trace], bool], str]] = {
+    "final_output": (
+        "final output",
+        lambda t: t.final_output is not None,
+        "looked for the outermost agent's output (gen_ai.output.messages, output.value, "
+        "traceloop.entity.output), then the last model reply, then the SUT's own output "
+        "on the harness span",
+    ),
+    "input": (
+        "input",
+        lambda t: t.input is not None,
+        "no case input on the harness span, no agent input and no user message",
+    ),
+    "spans": ("spans", lambda t: bool(t.spans), "the trace has no spans"),
+    "duration": (
+        "duration",
+        lambda t: t.duration_ns > 0,
+        "no harness span and no timed spans to measure the run by",
+    ),
+    "llm_calls": (
+        "LLM calls",
+        lambda t: bool(t.llm_calls),
+        "no LLM call spans (GenAI chat/text_completion/generate_content, OpenInference LLM, "
+        "OpenLLMetry llm.request.type)",
+    ),
+    "token_usage": (
+        "token usage",
+        lambda t: t.has_token_usage,
+        "no LLM call reported gen_ai.usage.* or llm.token_count.*",
+    ),
+}
 
 
 class EvaluatorParams(BaseModel):
@@ -25,6 +61,8 @@ class Evaluator(ABC):
     type_name: ClassVar[str]
     Params: ClassVar[type[EvaluatorParams]] = EvaluatorParams
     summary: ClassVar[str] = ""
+    requires: ClassVar[tuple[TraceField, ...]] = ()
+    """Trace fields the evaluator cannot score without; ``require`` checks them."""
 
     def __init__(self, name: str, params: EvaluatorParams) -> None:
         self.name = name
@@ -66,6 +104,21 @@ class Evaluator(ABC):
 
     def nothing_to_check(self, case_key: str) -> Score:
         return Score.skip(self.name, f"case has no expected.{case_key}")
+
+    def require(self, trace: Trace) -> Score | None:
+        """An error Score naming the first declared field the trace lacks, else None."""
+        for name in self.requires:
+            label, present, detail = _FIELDS[name]
+            if not present(trace):
+                return self.missing(label, detail)
+        return None
+
+    def final_output(self, trace: Trace) -> str | Score:
+        """The trace's final output, or the error Score saying it has none."""
+        if trace.final_output is None:
+            label, _, detail = _FIELDS["final_output"]
+            return self.missing(label, detail)
+        return trace.final_output
 
     def missing(self, field: str, detail: str = "") -> Score:
         message = f"trace has no {field}"

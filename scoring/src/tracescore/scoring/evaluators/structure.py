@@ -16,7 +16,7 @@ from tracescore.scoring.evaluators.base import (
     EvaluatorParams,
     register,
 )
-from tracescore.scoring.evaluators.text import _NO_OUTPUT, _shorten
+from tracescore.scoring.evaluators.text import _shorten
 
 # The whole output is one fenced block, as chat models like to answer: ```json … ```.
 _FENCE = re.compile(r"\A```[ \t]*(?:json)?[ \t]*\r?\n(.*?)\r?\n?```\Z", re.DOTALL | re.IGNORECASE)
@@ -68,18 +68,18 @@ class JsonValid(Evaluator):
     type_name = "json_valid"
     summary = "final output parses as JSON"
     Params = JsonValidParams
+    requires = ("final_output",)
 
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, JsonValidParams)
-        if trace.final_output is None:
-            return self.missing("final output", _NO_OUTPUT)
+        output = self.final_output(trace)
+        if isinstance(output, Score):
+            return output
         try:
-            value = parse_json_output(trace.final_output, p.allow_fence)
+            value = parse_json_output(output, p.allow_fence)
         except _NotJsonError as exc:
-            return self.verdict(
-                False, f"output is not valid JSON: {exc}; got {_shorten(trace.final_output)!r}"
-            )
+            return self.verdict(False, f"output is not valid JSON: {exc}; got {_shorten(output)!r}")
         return self.verdict(True, f"output is valid JSON ({_json_type(value)})")
 
 
@@ -107,6 +107,7 @@ class SchemaMatch(Evaluator):
     type_name = "schema_match"
     summary = "final output is JSON that validates against a JSON Schema"
     Params = SchemaMatchParams
+    requires = ("final_output",)
 
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
@@ -118,14 +119,13 @@ class SchemaMatch(Evaluator):
         if p.json_schema is None and (problem := _schema_problem(schema)):
             # A case's schema was not checked at load time.
             return Score.failure(self.name, f"expected.{p.case_key}: {problem}")
-        if trace.final_output is None:
-            return self.missing("final output", _NO_OUTPUT)
+        output = self.final_output(trace)
+        if isinstance(output, Score):
+            return output
         try:
-            value = parse_json_output(trace.final_output, p.allow_fence)
+            value = parse_json_output(output, p.allow_fence)
         except _NotJsonError as exc:
-            return self.verdict(
-                False, f"output is not valid JSON: {exc}; got {_shorten(trace.final_output)!r}"
-            )
+            return self.verdict(False, f"output is not valid JSON: {exc}; got {_shorten(output)!r}")
         errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: e.json_path)
         if not errors:
             return self.verdict(True, f"output matches the schema ({_json_type(value)})")

@@ -17,11 +17,6 @@ from tracescore.scoring.evaluators.base import (
     register,
 )
 
-_NO_OUTPUT = (
-    "looked for gen_ai.output.messages on invoke_agent and chat spans, "
-    "then the SUT's own output on the harness span"
-)
-
 
 def _shorten(text: str, limit: int = 80) -> str:
     flat = " ".join(text.split())
@@ -41,6 +36,7 @@ class ExactMatch(Evaluator):
     type_name = "exact_match"
     summary = "final output equals the expected text"
     Params = ExactMatchParams
+    requires = ("final_output",)
 
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
@@ -48,9 +44,10 @@ class ExactMatch(Evaluator):
         expected = self.expected_values(p.expected, case, p.case_key)
         if not expected:
             return self.nothing_to_check(p.case_key)
-        if trace.final_output is None:
-            return self.missing("final output", _NO_OUTPUT)
-        got, want = trace.final_output, expected[0]
+        output = self.final_output(trace)
+        if isinstance(output, Score):
+            return output
+        got, want = output, expected[0]
         if p.strip:
             got, want = got.strip(), want.strip()
         if not p.case_sensitive:
@@ -73,6 +70,7 @@ class ContainsText(Evaluator):
     type_name = "contains_text"
     summary = "final output contains all (or any) of the given texts"
     Params = ContainsTextParams
+    requires = ("final_output",)
 
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
@@ -80,9 +78,10 @@ class ContainsText(Evaluator):
         needles = self.expected_values(p.text, case, p.case_key)
         if not needles:
             return self.nothing_to_check(p.case_key)
-        if trace.final_output is None:
-            return self.missing("final output", _NO_OUTPUT)
-        haystack = trace.final_output if p.case_sensitive else trace.final_output.casefold()
+        output = self.final_output(trace)
+        if isinstance(output, Score):
+            return output
+        haystack = output if p.case_sensitive else output.casefold()
         found = [n for n in needles if (n if p.case_sensitive else n.casefold()) in haystack]
         missing = [n for n in needles if n not in found]
         passed = bool(found) if p.mode == "any" else not missing
@@ -91,8 +90,7 @@ class ContainsText(Evaluator):
         lacking = needles if p.mode == "any" else missing
         return self.verdict(
             False,
-            f"output lacks {', '.join(repr(n) for n in lacking)}; "
-            f"got {_shorten(trace.final_output)!r}",
+            f"output lacks {', '.join(repr(n) for n in lacking)}; got {_shorten(output)!r}",
         )
 
 
@@ -139,6 +137,7 @@ class Regex(Evaluator):
     type_name = "regex"
     summary = "final output matches all (or any) of the given regular expressions"
     Params = RegexParams
+    requires = ("final_output",)
 
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
@@ -155,14 +154,15 @@ class Regex(Evaluator):
                         self.name,
                         f"expected.{p.case_key}: {pattern!r} is not a valid regex: {error}",
                     )
-        if trace.final_output is None:
-            return self.missing("final output", _NO_OUTPUT)
+        output = self.final_output(trace)
+        if isinstance(output, Score):
+            return output
         flags = (
             (re.IGNORECASE if p.ignore_case else 0)
             | (re.MULTILINE if p.multiline else 0)
             | (re.DOTALL if p.dotall else 0)
         )
-        output = trace.final_output
+        output = output
         match = re.fullmatch if p.full_match else re.search
         matched = [pat for pat in patterns if match(pat, output, flags)]
         unmatched = [pat for pat in patterns if pat not in matched]
@@ -266,6 +266,7 @@ class _ReferenceMetric(Evaluator):
     """A similarity metric of the final output against references: the best one counts."""
 
     Params = ReferenceMetricParams
+    requires = ("final_output",)
     label = ""
 
     @staticmethod
@@ -278,9 +279,10 @@ class _ReferenceMetric(Evaluator):
         references = self.expected_values(p.reference, case, p.case_key)
         if not references:
             return self.nothing_to_check(p.case_key)
-        if trace.final_output is None:
-            return self.missing("final output", _NO_OUTPUT)
-        output = trace.final_output
+        output = self.final_output(trace)
+        if isinstance(output, Score):
+            return output
+        output = output
         value, best = _best([(self.metric(output, ref), ref) for ref in references])
         return _metric(
             self, value, p.threshold, f"{self.label} of {_shorten(output)!r} vs {_shorten(best)!r}"

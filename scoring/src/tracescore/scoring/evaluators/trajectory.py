@@ -202,12 +202,13 @@ class NoErrorSpans(Evaluator):
     type_name = "no_error_spans"
     summary = "no span in the trace has an error status"
     Params = NoErrorSpansParams
+    requires = ("spans",)
 
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, NoErrorSpansParams)
-        if not trace.spans:
-            return self.missing("spans")
+        if (missing := self.require(trace)) is not None:
+            return missing
         by_id = {s.span_id: s for s in trace.spans}
         failing: list[str] = []
         # Only spans whose own status is error count; the harness root is not marked
@@ -246,12 +247,13 @@ class SpanCount(Evaluator):
     type_name = "span_count"
     summary = "the number of (matching) spans is within min/max and the trace is complete"
     Params = SpanCountParams
+    requires = ("spans",)
 
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, SpanCountParams)
-        if not trace.spans:
-            return self.missing("spans")
+        if (missing := self.require(trace)) is not None:
+            return missing
         if p.name_glob is None:
             count, what = len(trace.spans), "spans"
         else:
