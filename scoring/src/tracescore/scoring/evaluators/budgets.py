@@ -59,6 +59,7 @@ class LatencyUnder(Evaluator):
     type_name = "latency_under"
     summary = "the trace's duration is within a latency budget (ms)"
     Params = LatencyUnderParams
+    requires = ("duration",)
 
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
@@ -66,10 +67,8 @@ class LatencyUnder(Evaluator):
         limit = _limit(self, p.max_ms, case, p.case_key)
         if isinstance(limit, Score):
             return limit
-        if trace.duration_ns <= 0:
-            return self.missing(
-                "duration", "no harness span and no timed spans to measure the run by"
-            )
+        if (missing := self.require(trace)) is not None:
+            return missing
         latency_ms = trace.duration_ns / 1_000_000
         passed = latency_ms <= limit
         sign = "≤" if passed else ">"
@@ -100,6 +99,7 @@ class TokensUnder(Evaluator):
     type_name = "tokens_under"
     summary = "the LLM calls' token usage (total, input or output) is within a budget"
     Params = TokensUnderParams
+    requires = ("llm_calls",)
 
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
@@ -107,8 +107,8 @@ class TokensUnder(Evaluator):
         limit = _limit(self, p.max_tokens, case, p.case_key)
         if isinstance(limit, Score):
             return limit
-        if not trace.llm_calls:
-            return self.missing("LLM calls", "no chat, text_completion or generate_content spans")
+        if (missing := self.require(trace)) is not None:
+            return missing
         usage = "token usage" if p.which == "total" else f"{p.which} token usage"
         unreported = [c.span_id for c in trace.llm_calls if None in _counts(c, p.which)]
         if all(n is None for c in trace.llm_calls for n in _counts(c, p.which)):
