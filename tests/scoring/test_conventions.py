@@ -193,7 +193,7 @@ def test_older_choice_event_with_tool_calls_and_tool_message() -> None:
 # -- OpenLLMetry -------------------------------------------------------------------------------
 
 
-def test_openllmetry_indexed_prompts_and_anthropic_cache_tokens() -> None:
+def test_openllmetry_indexed_prompts_and_completions() -> None:
     chat = span(
         "a",
         name="anthropic.chat",
@@ -210,7 +210,7 @@ def test_openllmetry_indexed_prompts_and_anthropic_cache_tokens() -> None:
             "gen_ai.completion.0.tool_calls.0.id": "toolu_1",
             "gen_ai.completion.0.tool_calls.0.name": "get_weather",
             "gen_ai.completion.0.tool_calls.0.arguments": '{"city": "Paris"}',
-            "gen_ai.usage.input_tokens": "40",
+            "gen_ai.usage.input_tokens": "50",
             "gen_ai.usage.output_tokens": "12",
             "gen_ai.usage.cache_read_input_tokens": "10",
         },
@@ -228,7 +228,6 @@ def test_openllmetry_indexed_prompts_and_anthropic_cache_tokens() -> None:
     trace = reconstruct(TRACE_ID, [chat, tool])
     [call] = trace.llm_calls
     assert call.provider == "anthropic"
-    # Anthropic's raw input_tokens leave cache reads out; the Trace counts them in.
     assert (call.input_tokens, call.cached_input_tokens) == (50, 10)
     assert call.finish_reasons == ["tool_call"]
     [executed] = trace.tool_calls
@@ -282,7 +281,9 @@ def test_openinference_llm_tool_agent_and_retriever_spans() -> None:
         attributes={
             "openinference.span.kind": "TOOL",
             "tool.name": "get_weather",
-            "tool.parameters": '{"city": "Paris"}',
+            # The tool's parameter schema, not the call's arguments (those are input.value).
+            "tool.parameters": '{"type": "object"}',
+            "input.value": '{"city": "Paris"}',
             "output.value": '{"temp_c": 18}',
         },
     )
@@ -309,9 +310,10 @@ def test_openinference_llm_tool_agent_and_retriever_spans() -> None:
     assert call.finish_reasons == ["tool_call"]
     [executed] = trace.tool_calls
     assert (executed.span_id, executed.call_id, executed.result) == ("tl", "call_1", {"temp_c": 18})
+    assert executed.arguments == {"city": "Paris"}
     assert trace.final_output == "Sunny, 18°C."
     assert trace.input == "Weather in Paris?"
-    assert [s.agent_name for s in trace.agent_steps] == [None]
+    assert [s.agent_name for s in trace.agent_steps] == ["work"]
     [retrieval] = trace.retrievals
     assert retrieval.query == "paris climate"
     assert [(d.id, d.score) for d in retrieval.documents] == [("d1", 0.9)]

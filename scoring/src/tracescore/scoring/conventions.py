@@ -198,10 +198,6 @@ def llm_facts(span: Span, events: Sequence[Event]) -> LlmFacts:
         integer(a.get("gen_ai.usage.cache_read_input_tokens")),
         integer(a.get("llm.token_count.prompt_details.cache_read")),
     )
-    if input_tokens is not None and _input_excludes_cache(span):
-        input_tokens += (cached or 0) + (
-            integer(a.get("gen_ai.usage.cache_creation_input_tokens")) or 0
-        )
     return LlmFacts(
         provider=provider.lower() if isinstance(provider, str) else None,
         request_model=first(a.get(attr.GEN_AI_REQUEST_MODEL), a.get("llm.model_name")),
@@ -218,14 +214,6 @@ def llm_facts(span: Span, events: Sequence[Event]) -> LlmFacts:
         ),
         cached_input_tokens=cached,
     )
-
-
-def _input_excludes_cache(span: Span) -> bool:
-    """OpenLLMetry's Anthropic spans report Anthropic's raw ``input_tokens``, which leaves out
-    cache reads and writes; every other convention counts them in. We count them in."""
-    a = span.attributes
-    provider = (a.get(attr.GEN_AI_SYSTEM) or a.get(attr.GEN_AI_PROVIDER_NAME) or "").lower()
-    return provider == "anthropic" and span.scope_name == "opentelemetry.instrumentation.anthropic"
 
 
 def _genai_messages(a: Mapping[str, str]) -> list[Message] | None:
@@ -333,7 +321,6 @@ def tool_facts(span: Span) -> ToolFacts:
     )
     arguments = first(
         a.get(attr.GEN_AI_TOOL_CALL_ARGUMENTS),
-        a.get("tool.parameters") if a.get(OI_SPAN_KIND) == "TOOL" else None,
         a.get(OI_INPUT),
         _traceloop_input(a.get(TL_ENTITY_INPUT)),
     )
@@ -365,7 +352,9 @@ def _traceloop_input(text: str | None) -> Any:
 
 def agent_name(span: Span) -> str | None:
     a = span.attributes
-    return first(a.get(attr.GEN_AI_AGENT_NAME), a.get(TL_ENTITY_NAME), a.get("agent.name"))
+    # OpenInference names an AGENT span after the agent and has no attribute for it.
+    named = span.name if a.get(OI_SPAN_KIND, "").upper() == "AGENT" else None
+    return first(a.get(attr.GEN_AI_AGENT_NAME), a.get(TL_ENTITY_NAME), a.get("agent.name"), named)
 
 
 def agent_output(span: Span) -> str | None:
