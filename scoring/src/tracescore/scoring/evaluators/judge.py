@@ -51,11 +51,6 @@ Require = Literal["all", "any", "majority"]
 DEFAULT_INCLUDE: Final[tuple[Part, ...]] = ("input", "final_output", "expected")
 SAMPLING_PARAMS: Final = frozenset({"temperature", "top_p", "top_k"})
 
-_NO_OUTPUT = (
-    "the judge was asked to see it (params.include has final_output); looked for "
-    "gen_ai.output.messages on invoke_agent and chat spans, then the SUT's own output"
-)
-
 # Params that change how a judge call is made but not what the judge is asked; left
 # out of config_hash so that, say, raising concurrency does not start a new score series.
 _OPERATIONAL: Final = frozenset(
@@ -315,9 +310,10 @@ class LlmJudge(Evaluator):
             if part == "input":
                 text = trace.input if trace.input is not None else case.input
             elif part == "final_output":
-                if trace.final_output is None:
-                    return self.missing("final output", _NO_OUTPUT)
-                text = trace.final_output
+                output = self.final_output(trace)
+                if isinstance(output, Score):
+                    return output
+                text = output
             elif part == "tool_calls":
                 calls = [
                     {
