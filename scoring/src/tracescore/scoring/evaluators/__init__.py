@@ -1,6 +1,8 @@
 """Evaluators: built-ins register themselves on import."""
 
 from tracescore.scoring.evaluators import budgets, external, structure, text, trajectory
+from tracescore.scoring.evaluators import judge as judge
+from tracescore.scoring.evaluators import semantic as semantic
 from tracescore.scoring.evaluators.base import (
     BUILT_IN,
     Evaluator,
