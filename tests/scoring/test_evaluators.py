@@ -7,7 +7,7 @@ import pytest
 from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.scores import Score
 from tracescore.schemas.suite import Case, EvaluatorSpec
-from tracescore.schemas.trace import ToolCall, Trace
+from tracescore.schemas.trace import LlmCall, ToolCall, Trace
 from tracescore.scoring.evaluators import Evaluator, EvaluatorParams, build_evaluator
 
 
@@ -200,10 +200,21 @@ def test_tool_called_fails_and_names_the_missing_tool() -> None:
 
 
 def test_tool_called_fails_when_no_tools_were_called() -> None:
-    score = evaluator("tool_called").score(make_trace("ok"), make_case(tools="get_weather"))
+    # The model answered without calling a tool: a real fail.
+    trace = make_trace("ok").model_copy(
+        update={"llm_calls": [LlmCall(span_id="c", operation="chat")]}
+    )
+    score = evaluator("tool_called").score(trace, make_case(tools="get_weather"))
     assert_failed(score)
     assert "get_weather" in score.explanation
     assert "no tools" in score.explanation
+
+
+def test_tool_called_without_tool_or_llm_spans_is_missing_data() -> None:
+    score = evaluator("tool_called").score(make_trace("ok"), make_case(tools="get_weather"))
+    assert score.passed is None
+    assert score.error is not None
+    assert "trace has no tool calls" in score.error
 
 
 def test_tool_called_skips_without_expected_tools() -> None:

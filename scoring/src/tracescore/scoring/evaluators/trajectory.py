@@ -1,10 +1,12 @@
 """Evaluators on what the agent did: its tool calls, steps, spans and errors."""
 
+import json
 from collections import Counter
 from fnmatch import fnmatchcase
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, ValidationInfo, field_validator
+import jsonpath
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tracescore.schemas.scores import Score
 from tracescore.schemas.suite import Case
@@ -21,8 +23,27 @@ class ToolCalledParams(EvaluatorParams):
     """Tool name(s) that must each be called; when absent, the case's ``expected.<case_key>``."""
     case_key: str = "tools"
     arguments: dict[str, Any] | None = None
-    """If set, at least one call must have arguments containing these keys and values."""
-    min_times: int = 1
+    """If set, at least ``min_times`` calls of each tool must have matching arguments."""
+    match: Literal["subset", "exact", "jsonpath"] = "subset"
+    """``subset``: the call's arguments contain these keys and values (recursively);
+    ``exact``: they are equal; ``jsonpath``: each key is a JSONPath (RFC 9535) into the
+    arguments and some value it selects equals the given value."""
+    min_times: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _paths_compile(self) -> Self:
+        if self.match == "jsonpath":
+            if not self.arguments:
+                raise ValueError("match: jsonpath needs arguments: {<JSONPath>: <value>, ...}")
+            for path in self.arguments:
+                try:
+                    jsonpath.compile(path)
+                except jsonpath.JSONPathError as exc:
+                    first_line = str(exc).splitlines()[0]
+                    raise ValueError(
+                        f"arguments: {path!r} is not a JSONPath: {first_line}"
+                    ) from None
+        return self
 
 
 def _subset(expected: Any, actual: Any) -> bool:
@@ -31,6 +52,17 @@ def _subset(expected: Any, actual: Any) -> bool:
             k in actual and _subset(v, actual[k]) for k, v in expected.items()
         )
     return bool(expected == actual)
+
+
+def _arguments_match(p: ToolCalledParams, actual: Any) -> bool:
+    expected = p.arguments
+    if expected is None:
+        return True
+    if p.match == "exact":
+        return bool(expected == actual)
+    if p.match == "jsonpath":
+        return all(value in jsonpath.findall(path, actual) for path, value in expected.items())
+    return _subset(expected, actual)
 
 
 @register
@@ -45,24 +77,44 @@ class ToolCalled(Evaluator):
         wanted = self.expected_values(p.tool, case, p.case_key)
         if not wanted:
             return self.nothing_to_check(p.case_key)
+        if (missing := _no_activity(self, trace)) is not None:
+            return missing
         called = [c.name for c in trace.tool_calls]
         problems: list[str] = []
         for name in wanted:
             calls = [c for c in trace.tool_calls if c.name == name]
-            if p.arguments is not None:
-                calls = [c for c in calls if _subset(p.arguments, c.arguments)]
-            if len(calls) < p.min_times:
-                problems.append(_describe_miss(name, calls, p))
+            matching = [c for c in calls if _arguments_match(p, c.arguments)]
+            if len(matching) < p.min_times:
+                problems.append(_describe_miss(name, calls, matching, p))
         if problems:
             seen = ", ".join(called) if called else "no tools"
             return self.verdict(False, f"{'; '.join(problems)} (called: {seen})")
         return self.verdict(True, f"called {', '.join(wanted)}")
 
 
-def _describe_miss(name: str, calls: list[ToolCall], p: ToolCalledParams) -> str:
-    with_args = f" with arguments ⊇ {p.arguments}" if p.arguments is not None else ""
+def _no_activity(evaluator: Evaluator, trace: Trace) -> Score | None:
+    """With LLM calls but no tools the agent chose not to call any: a real fail.
+    With neither, the agent is probably not instrumented: nothing to judge."""
+    if not trace.tool_calls and not trace.llm_calls:
+        return evaluator.missing(
+            "tool calls", "no tool spans, no LLM call spans and no tool calls in messages"
+        )
+    return None
+
+
+def _describe_miss(
+    name: str, calls: list[ToolCall], matching: list[ToolCall], p: ToolCalledParams
+) -> str:
+    relation = {"subset": "⊇", "exact": "=", "jsonpath": "matching"}[p.match]
+    with_args = f" with arguments {relation} {p.arguments}" if p.arguments is not None else ""
     times = "" if p.min_times == 1 else f" at least {p.min_times} times"
-    return f"{name} not called{with_args}{times}" + (f" (matched {len(calls)})" if calls else "")
+    text = f"{name} not called{with_args}{times}"
+    if p.arguments is not None and calls:
+        shown = "; ".join(json.dumps(c.arguments, default=str)[:200] for c in calls[:3])
+        text += f" ({len(matching)} of {len(calls)} calls matched; arguments: {shown})"
+    elif matching:
+        text += f" (matched {len(matching)})"
+    return text
 
 
 # --- tool_sequence ----------------------------------------------------------------------------
@@ -73,9 +125,10 @@ class ToolSequenceParams(EvaluatorParams):
     """Tool names in the expected order; when absent, the case's ``expected.<case_key>``."""
     case_key: str = "tool_sequence"
     order: Literal["exact", "in_order", "any_order"] = "in_order"
-    """``exact``: the calls are exactly this list; ``in_order``: it is a subsequence of
-    the calls (extra calls allowed); ``any_order``: every name is called at least as
-    many times as it is listed."""
+    """``in_order``: the calls follow this order; ``any_order``: each name is called as
+    many times as it is listed, in any order; ``exact``: ``in_order`` with no extras."""
+    allow_extras: bool = True
+    """Whether calls beyond the listed ones are allowed (``exact`` never allows them)."""
 
 
 def _sequence(names: list[str]) -> str:
@@ -100,21 +153,27 @@ class ToolSequence(Evaluator):
         wanted = self.expected_values(p.tools, case, p.case_key)
         if not wanted:
             return self.nothing_to_check(p.case_key)
-        if not trace.tool_calls and not trace.llm_calls:
-            # With LLM calls but no tools the agent chose not to call any: a real fail.
-            # With neither, the agent is probably not instrumented: nothing to judge.
-            return self.missing("tool calls", "no execute_tool spans and no LLM call spans")
+        if (missing := _no_activity(self, trace)) is not None:
+            return missing
         actual = [c.name for c in trace.tool_calls]
-        if p.order == "exact":
-            passed = actual == wanted
-        elif p.order == "in_order":
+        extras_ok = p.allow_extras and p.order != "exact"
+        if p.order == "any_order":
+            passed = not Counter(wanted) - Counter(actual)
+            if not extras_ok:
+                passed = passed and Counter(wanted) == Counter(actual)
+        elif extras_ok:
             passed = _is_subsequence(wanted, actual)
         else:
-            passed = not Counter(wanted) - Counter(actual)
-        explanation = f"expected ({p.order}) {_sequence(wanted)}; called {_sequence(actual)}"
+            passed = actual == wanted
+        mode = p.order if p.order == "exact" or extras_ok else f"{p.order}, no extras"
+        explanation = f"expected ({mode}) {_sequence(wanted)}; called {_sequence(actual)}"
         if not passed and p.order == "any_order":
             lacking = Counter(wanted) - Counter(actual)
-            explanation += f"; missing {', '.join(sorted(lacking.elements()))}"
+            extra = Counter(actual) - Counter(wanted)
+            if lacking:
+                explanation += f"; missing {', '.join(sorted(lacking.elements()))}"
+            if extra and not extras_ok:
+                explanation += f"; extra {', '.join(sorted(extra.elements()))}"
         return self.verdict(passed, explanation)
 
 
