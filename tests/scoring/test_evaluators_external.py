@@ -6,6 +6,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,3 +179,35 @@ def test_command_not_found_is_an_error() -> None:
 def test_command_needs_an_argv() -> None:
     with pytest.raises(ConfigError, match=r"params\.command"):
         build_evaluator(EvaluatorSpec(type="command", params={"command": []}))
+
+
+# --- declared fields --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("type_", "params"),
+    [
+        ("python", {"function": "ts_ext_scorers:mentions"}),
+        ("command", {"command": [sys.executable, "-c", "raise SystemExit(0)"]}),
+    ],
+)
+def test_declared_fields_missing_from_the_trace_are_an_error_before_running(
+    type_: str, params: dict[str, Any]
+) -> None:
+    ran = score(type_, output=None, **params)
+    assert ran.error is None  # without a declaration the function/command runs
+    missing = score(type_, output=None, requires=["final_output"], **params)
+    assert missing.passed is None
+    assert missing.error is not None
+    assert missing.error.startswith("trace has no final output")
+    present = score(type_, requires=["final_output"], **params)
+    assert present.passed is True
+
+
+def test_unknown_declared_field_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"params\.requires\[0\]"):
+        build_evaluator(
+            EvaluatorSpec(
+                type="python", params={"function": "ts_ext_scorers:mentions", "requires": ["x"]}
+            )
+        )

@@ -105,9 +105,13 @@ class Evaluator(ABC):
     def nothing_to_check(self, case_key: str) -> Score:
         return Score.skip(self.name, f"case has no expected.{case_key}")
 
+    def required_fields(self) -> tuple[TraceField, ...]:
+        """The fields this instance needs (user-written evaluators declare them in params)."""
+        return self.requires
+
     def require(self, trace: Trace) -> Score | None:
         """An error Score naming the first declared field the trace lacks, else None."""
-        for name in self.requires:
+        for name in self.required_fields():
             label, present, detail = _FIELDS[name]
             if not present(trace):
                 return self.missing(label, detail)

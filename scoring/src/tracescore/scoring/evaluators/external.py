@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from tracescore.schemas.scores import Score
 from tracescore.schemas.suite import Case
 from tracescore.schemas.trace import Trace
-from tracescore.scoring.evaluators.base import Evaluator, EvaluatorParams, register
+from tracescore.scoring.evaluators.base import Evaluator, EvaluatorParams, TraceField, register
 from tracescore.scoring.evaluators.plugins import _awaited, _run_coroutine, to_score
 
 
@@ -54,6 +54,8 @@ class PythonParams(EvaluatorParams):
     """A float result passes when it is ≥ threshold."""
     args: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments for the function."""
+    requires: list[TraceField] = Field(default_factory=list)
+    """Trace fields without which the function is not called (the Score names the missing one)."""
 
     @field_validator("function")
     @classmethod
@@ -69,6 +71,10 @@ class PythonFunction(Evaluator):
     summary = "a Python function (trace, case, **args) scores the trace, as a @scorer would"
     Params = PythonParams
 
+    def required_fields(self) -> tuple[TraceField, ...]:
+        assert isinstance(self.params, PythonParams)
+        return tuple(self.params.requires)
+
     def __init__(self, name: str, params: EvaluatorParams) -> None:
         super().__init__(name, params)
         assert isinstance(params, PythonParams)
@@ -77,6 +83,8 @@ class PythonFunction(Evaluator):
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, PythonParams)
+        if (missing := self.require(trace)) is not None:
+            return missing
         try:
             result = self.function(trace, case, **p.args)
             if inspect.isawaitable(result):
@@ -96,6 +104,8 @@ class CommandParams(EvaluatorParams):
     command: list[str] = Field(min_length=1)
     """argv (no shell); items may use ``{output_file}`` (the trace JSON) and ``{case_id}``."""
     timeout_s: float = Field(default=60.0, gt=0)
+    requires: list[TraceField] = Field(default_factory=list)
+    """Trace fields without which the command is not run (the Score names the missing one)."""
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -135,9 +145,15 @@ class Command(Evaluator):
     summary = "a command run on the trace (as a JSON file) exits with code 0"
     Params = CommandParams
 
+    def required_fields(self) -> tuple[TraceField, ...]:
+        assert isinstance(self.params, CommandParams)
+        return tuple(self.params.requires)
+
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, CommandParams)
+        if (missing := self.require(trace)) is not None:
+            return missing
         if p.cwd is not None and not Path(p.cwd).is_dir():
             return Score.failure(self.name, f"params.cwd {p.cwd!r} is not a directory")
         with tempfile.TemporaryDirectory(prefix="tracescore-") as folder:

@@ -4,7 +4,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import math
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -18,6 +18,7 @@ from tracescore.schemas.trace import Trace
 from tracescore.scoring.evaluators.base import (
     Evaluator,
     EvaluatorParams,
+    TraceField,
     register,
     registered_now,
     restore_registry,
@@ -75,6 +76,8 @@ class ScorerEvaluator(Evaluator):
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, ScorerParams)
+        if (missing := self.require(trace)) is not None:
+            return missing
         kwargs = dict(p.model_extra or {})
         if self.passes_threshold:
             kwargs["threshold"] = p.threshold
@@ -142,12 +145,20 @@ def to_score(name: str, result: Any, threshold: float = 0.5) -> Score:
 _SCORERS: dict[Callable[..., Any], type[ScorerEvaluator]] = {}
 
 
-def scorer(name: str | None = None, *, summary: str | None = None) -> Callable[[F], F]:
+def scorer(
+    name: str | None = None,
+    *,
+    summary: str | None = None,
+    requires: Sequence[TraceField] = (),
+) -> Callable[[F], F]:
     """Register a function ``(trace, case, **params) -> result`` as an evaluator type.
 
     ``name`` (default: the function's name) is the ``type:`` in eval.yaml; ``summary``
-    (default: the docstring's first line) is shown by ``tracescore evaluators``. The
-    function may be ``async def``. Results map to Scores as follows:
+    (default: the docstring's first line) is shown by ``tracescore evaluators``.
+    ``requires`` names trace fields (``final_output``, ``input``, ``spans``, ``duration``,
+    ``llm_calls``, ``token_usage``) without which the function is not called: the Score is
+    an error naming the missing field. The function may be ``async def``. Results map to
+    Scores as follows:
 
     * ``bool`` → pass/fail with value 1.0/0.0;
     * ``float`` (or int) → that value, passing when ≥ ``params.threshold`` (default 0.5);
@@ -200,6 +211,7 @@ def scorer(name: str | None = None, *, summary: str | None = None) -> Callable[[
                 "Params": params_cls,
                 "function": staticmethod(function),
                 "passes_threshold": takes_any or "threshold" in keywords,
+                "requires": tuple(requires),
                 # So the registry credits the scorer's module, not this one.
                 "__module__": function.__module__,
             },
