@@ -1,5 +1,5 @@
-"""Built-in evaluators: tool_sequence, step_count, no_error_spans, span_count, latency_under
-and tokens_under."""
+"""Built-in evaluators: tool_sequence, step_count, no_error_spans, span_count, latency_under,
+tokens_under and cost_under."""
 
 from typing import Any
 
@@ -8,9 +8,10 @@ import pytest
 from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.scores import Score
 from tracescore.schemas.spans import Span
-from tracescore.schemas.suite import Case, EvaluatorSpec
+from tracescore.schemas.suite import Case, EvaluatorSpec, ModelPrice
 from tracescore.schemas.trace import AgentStep, LlmCall, ToolCall, Trace
 from tracescore.scoring.evaluators import Evaluator, build_evaluator
+from tracescore.scoring.pricing import PriceTable, apply_prices
 from tracescore.scoring.reconstruct import reconstruct
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -88,14 +89,14 @@ def evaluator(type_: str, **params: Any) -> Evaluator:
     return build_evaluator(EvaluatorSpec(type=type_, params=params))
 
 
-def assert_passed(score: Score, value: float | None = 1.0) -> None:
+def assert_passed(score: Score, value: object = 1.0) -> None:  # object: pytest.approx too
     assert score.error is None, score.error
     assert score.passed is True, score.explanation
     assert score.value == value
     assert score.label == "pass"
 
 
-def assert_failed(score: Score, value: float | None = 0.0) -> None:
+def assert_failed(score: Score, value: object = 0.0) -> None:
     assert score.error is None, score.error
     assert score.passed is False, score.explanation
     assert score.value == value
@@ -413,6 +414,98 @@ def test_tokens_under_skips_without_a_budget() -> None:
     assert_skipped(score, "max_tokens")
 
 
+# --- cost_under -------------------------------------------------------------------------------
+
+
+def priced(*calls: LlmCall, prices: dict[str, ModelPrice] | None = None) -> Trace:
+    return apply_prices(make_trace(llm_calls=list(calls)), PriceTable.with_overrides(prices))
+
+
+def model_call(
+    span_id: str, model: str, input_tokens: int | None, output_tokens: int | None
+) -> LlmCall:
+    return LlmCall(
+        span_id=span_id,
+        operation="chat",
+        response_model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+    )
+
+
+def test_cost_under_passes_within_the_budget_and_reports_usd() -> None:
+    # gpt-4o: $2.50 in, $10 out per million tokens.
+    trace = priced(model_call("l1", "gpt-4o-2024-08-06", 100_000, 10_000))
+    score = evaluator("cost_under", max_usd=0.35).score(trace, make_case())
+    assert_passed(score, value=pytest.approx(0.35))
+    assert "$0.35 ≤ $0.35" in score.explanation
+
+
+def test_cost_under_fails_over_the_case_budget() -> None:
+    trace = priced(
+        model_call("l1", "gpt-4o", 100_000, 0), model_call("l2", "gpt-4o-mini", 1_000_000, 0)
+    )
+    score = evaluator("cost_under").score(trace, make_case(max_cost_usd=0.2))
+    assert_failed(score, value=pytest.approx(0.25 + 0.15))
+    assert "$0.4 > $0.2" in score.explanation
+
+
+def test_cost_under_uses_the_suite_prices() -> None:
+    mine = {"my-model": ModelPrice(input=1.0, output=2.0)}
+    trace = priced(model_call("l1", "my-model", 1_000_000, 1_000_000), prices=mine)
+    assert_passed(evaluator("cost_under", max_usd=3).score(trace, make_case()), pytest.approx(3.0))
+
+
+def test_cost_under_errors_naming_unpriced_models() -> None:
+    trace = priced(model_call("l1", "gpt-4o", 10, 10), model_call("l2", "my-model", 10, 10))
+    score = evaluator("cost_under", max_usd=100).score(trace, make_case())
+    assert_missing(score, "price")
+    assert score.error is not None
+    assert "no price for model my-model; add it under prices: in eval.yaml" in score.error
+
+
+def test_cost_under_errors_without_token_usage() -> None:
+    trace = priced(model_call("l1", "gpt-4o", None, None))
+    score = evaluator("cost_under", max_usd=1).score(trace, make_case())
+    assert_missing(score, "token usage")
+
+
+def test_cost_under_partial_usage_fails_over_budget_but_never_passes() -> None:
+    trace = priced(model_call("l1", "gpt-4o", 1_000_000, 0), model_call("l2", "gpt-4o", None, None))
+    assert_failed(evaluator("cost_under", max_usd=1).score(trace, make_case()), pytest.approx(2.5))
+    score = evaluator("cost_under", max_usd=10).score(trace, make_case())
+    assert_missing(score, "token usage")
+    assert score.error is not None
+    assert "1 of 2" in score.error and "l2" in score.error
+
+
+def test_cost_under_errors_on_an_unpriced_trace() -> None:
+    trace = make_trace(llm_calls=[model_call("l1", "gpt-4o", 10, 10)])
+    assert_missing(evaluator("cost_under", max_usd=1).score(trace, make_case()), "cost")
+
+
+def test_cost_under_errors_without_llm_calls() -> None:
+    score = evaluator("cost_under", max_usd=1).score(priced(), make_case())
+    assert_missing(score, "LLM calls")
+
+
+def test_cost_under_skips_without_a_budget() -> None:
+    trace = priced(model_call("l1", "gpt-4o", 1, 1))
+    assert_skipped(evaluator("cost_under").score(trace, make_case()), "max_cost_usd")
+
+
+def test_cost_under_reads_usage_and_model_from_spans() -> None:
+    usage = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.response.model": "claude-sonnet-4-5-20250929",
+        "gen_ai.usage.input_tokens": "1000000",
+        "gen_ai.usage.output_tokens": "0",
+    }
+    spans = [harness(), span("s1", "s0", name="chat claude", attributes=usage)]
+    trace = apply_prices(reconstruct(TRACE_ID, spans), PriceTable.with_overrides())
+    assert_failed(evaluator("cost_under", max_usd=2).score(trace, make_case()), pytest.approx(3.0))
+
+
 # --- build errors -----------------------------------------------------------------------------
 
 
@@ -431,6 +524,8 @@ def test_tokens_under_skips_without_a_budget() -> None:
         ("latency_under", {"max_ms": -5}, "params.max_ms", ""),
         ("tokens_under", {"which": "cached"}, "params.which", ""),
         ("tokens_under", {"max_tokens": "lots"}, "params.max_tokens", ""),
+        ("cost_under", {"max_usd": -1}, "params.max_usd", ""),
+        ("cost_under", {"max_usd": 1, "currency": "EUR"}, "params.currency", ""),
     ],
 )
 def test_bad_params_raise_config_error_naming_the_param(

@@ -50,6 +50,27 @@ class Case(_Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class ModelPrice(_Strict):
+    """USD per million tokens. ``cached_input`` bills prompt-cache reads; when absent
+    they are billed at the ``input`` rate."""
+
+    input: float = Field(ge=0, allow_inf_nan=False)
+    output: float = Field(ge=0, allow_inf_nan=False)
+    cached_input: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class ScoreEvents(_Strict):
+    """Each score also sent as an OTel ``gen_ai.evaluation.result`` event (a log record)."""
+
+    enabled: bool = False
+    endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP base URL (``/v1/logs`` is appended) or full logs URL; "
+        "default: the run's own receiver, so events land in otel_logs beside the spans.",
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
 class SuiteConfig(_Strict):
     suite: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -63,6 +84,12 @@ class SuiteConfig(_Strict):
         default=0.3, ge=0, description="A trace is sealed after this long without new spans."
     )
     seal_timeout_s: float = Field(default=10.0, gt=0)
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Model name (or provider/model) → price; adds to or overrides the "
+        "built-in table.",
+    )
+    score_events: ScoreEvents = Field(default_factory=ScoreEvents)
 
     @field_validator("variants")
     @classmethod

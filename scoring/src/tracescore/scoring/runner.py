@@ -28,10 +28,12 @@ from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.scores import Score
 from tracescore.schemas.suite import Case, Variant
 from tracescore.scoring.config import Suite
-from tracescore.scoring.reconstruct import reconstruct
+from tracescore.scoring.pricing import PriceTable
 from tracescore.scoring.results import CaseStatus, RunRecord, ScoredCase, write_case, write_run
+from tracescore.scoring.score_events import ScoredTrace, ScoreEventEmitter
 from tracescore.scoring.systems.base import CallContext, SystemAdapter
 from tracescore.scoring.systems.command import CommandAdapter
+from tracescore.scoring.traces import load_traces
 
 # The SUT's output is kept on the harness span as a fallback final output; cap its size.
 _MAX_OUTPUT_ATTRIBUTE = 64 * 1024
@@ -76,6 +78,8 @@ class SuiteRunner:
         self.on_case = on_case
         self.tracker = ArrivalTracker()
         self.adapter: SystemAdapter = CommandAdapter(suite.config.system, suite.folder)
+        self.prices = PriceTable.with_overrides(suite.config.prices)
+        self.score_events: ScoreEventEmitter | None = None
 
     def select(self, options: RunOptions) -> tuple[list[Variant], list[Case]]:
         config = self.suite.config
@@ -125,6 +129,16 @@ class SuiteRunner:
         )
         with self.pipeline, HttpReceiver(self.pipeline) as receiver:
             providers = {v.name: self._harness_provider(v, receiver.endpoint) for v in variants}
+            events = config.score_events
+            if events.enabled:
+                # With no endpoint of their own, the events go to this run's receiver and
+                # land in otel_logs beside the traces they score.
+                self.score_events = ScoreEventEmitter(
+                    events.endpoint or receiver.endpoint,
+                    headers=events.headers,
+                    resource={attr.SUITE: config.suite},
+                    version=run.version,
+                )
             tasks = [(v, c) for v in variants for c in cases]
             order = {(v.name, c.id): i for i, (v, c) in enumerate(tasks)}
             pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="case")
@@ -147,6 +161,10 @@ class SuiteRunner:
                 pool.shutdown(wait=True, cancel_futures=True)
                 for provider in providers.values():
                     provider.shutdown()
+                if self.score_events is not None:
+                    # Before the receiver stops: the events may be addressed to it.
+                    self.score_events.shutdown()
+                    self.score_events = None
                 run.cases.sort(key=lambda c: order[(c.variant, c.case_id)])
                 run.finished_ns = time.time_ns()
                 write_run(self.store, run)
@@ -210,13 +228,14 @@ class SuiteRunner:
             if invocation.error:
                 root.set_status(Status(StatusCode.ERROR, invocation.error))
             trace_id = format(root.get_span_context().trace_id, "032x")
+            root_span_id = format(root.get_span_context().span_id, "016x")
         provider.force_flush()
 
         sealed = self.tracker.wait_sealed(trace_id, config.quiet_period_s, config.seal_timeout_s)
         self.tracker.forget(trace_id)
         stored = self.pipeline.flush(timeout_s=config.seal_timeout_s)
-        spans = self.store.fetch_trace(trace_id)
-        trace = reconstruct(trace_id, spans)
+        trace = load_traces(self.store, [trace_id], self.prices)[trace_id]
+        spans = trace.spans
         result = ScoredCase(
             case_id=case.id,
             variant=variant.name,
@@ -252,10 +271,13 @@ class SuiteRunner:
             )
         if result.error:
             return result
+        where = ScoredTrace(trace_id, root_span_id, run.run_id, case.id, variant.name)
         for evaluator in self.suite.evaluators:
             score = evaluator.safe_score(trace, case)
             result.scores.append(score)
             result.score_configs[evaluator.name] = (evaluator.type_name, evaluator.config_hash)
+            if self.score_events is not None:
+                self.score_events.emit(score, where, evaluator.type_name)
         result.status = _case_status(result.scores)
         return result
 

@@ -1,11 +1,13 @@
 """The storage interface. Backends supply four primitives; everything else is shared SQL."""
 
+import itertools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
+from pydantic import BaseModel
 
 from tracescore.collector.spans_decode import SpanColumns
 from tracescore.schemas.ddl import (
@@ -136,6 +138,29 @@ class Store(ABC):
         """
         return [_row_to_span(row) for row in self.query(sql, {"tid": trace_id})]
 
+    def fetch_traces(self, trace_ids: Sequence[str]) -> dict[str, list[Span]]:
+        """Every stored span of each trace in ``trace_ids``, in one query, ordered by start
+        time; an unknown id maps to an empty list. Callers batch the ids (a few hundred)."""
+        found: dict[str, list[Span]] = {tid: [] for tid in trace_ids}
+        if not found:
+            return found
+        lookup = f"{self.db}.{TRACES_TABLE}_trace_id_ts"
+        # One time range for the batch, from the lookup table as in fetch_trace: traces
+        # of a batch are usually close in time, so the scan still prunes partitions.
+        sql = f"""
+            WITH (SELECT (min(Start), max(End)) FROM {lookup}
+                  WHERE TraceId IN {{tids:Array(String)}}) AS bounds
+            SELECT {_SPAN_COLUMNS}
+            FROM {self.db}.{TRACES_TABLE}
+            WHERE TraceId IN {{tids:Array(String)}}
+              AND (bounds.2 = toDateTime(0)
+                   OR Timestamp BETWEEN bounds.1 AND bounds.2 + INTERVAL 1 SECOND)
+            ORDER BY TraceId, Timestamp, SpanId
+        """
+        for span in spans_from_arrow(self.query_arrow(sql, {"tids": list(found)})):
+            found[span.trace_id].append(span)
+        return found
+
     def fetch_logs(self, trace_ids: Sequence[str]) -> dict[str, list[LogRecord]]:
         """Log records that carry one of ``trace_ids`` (GenAI events sent as logs), by trace."""
         found: dict[str, list[LogRecord]] = {tid: [] for tid in trace_ids}
@@ -215,3 +240,122 @@ def _row_to_span(row: Mapping[str, Any]) -> Span:
         events=events,
         links=links,
     )
+
+
+def spans_from_arrow(table: pa.Table) -> list[Span]:
+    """Spans from a result with ``_SPAN_COLUMNS``, column by column.
+
+    Loading spans for scoring is bound by this conversion, not by the query. The rows
+    come from our own table, typed by its schema, so they are not validated again:
+    each model is built straight from its field values (``_trusted``). Map columns are
+    read as flat key and value lists plus offsets, which is several times faster than
+    Arrow's nested ``to_pylist``.
+    """
+    spans: list[Span] = []
+    for batch in table.to_batches():
+        spans += _spans_from_batch(batch)
+    return spans
+
+
+def _spans_from_batch(batch: pa.RecordBatch) -> list[Span]:
+    n = batch.num_rows
+    columns: list[list[Any]] = [
+        batch.column(name).to_pylist()
+        for name in (
+            "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind",
+            "ServiceName", "StartNs", "Duration", "StatusCode", "StatusMessage", "ScopeName",
+            "ScopeVersion",
+        )
+    ]  # fmt: skip
+    columns.append(_maps(batch.column("ResourceAttributes")))
+    columns.append(_maps(batch.column("SpanAttributes")))
+    columns.append(_event_tuples(batch) if _any_items(batch, "EventNames") else [()] * n)
+    columns.append(_link_tuples(batch) if _any_items(batch, "LinkTraceIds") else [()] * n)
+    return [
+        _trusted(Span, dict(zip(_SPAN_FIELDS, row, strict=True)))
+        for row in zip(*columns, strict=True)
+    ]
+
+
+# Span's fields in the order _spans_from_batch lists its columns.
+_SPAN_FIELDS = (
+    "trace_id", "span_id", "parent_span_id", "trace_state", "name", "kind", "service_name",
+    "start_ns", "duration_ns", "status_code", "status_message", "scope_name", "scope_version",
+    "resource_attributes", "attributes", "events", "links",
+)  # fmt: skip
+
+
+def _maps(array: Any) -> list[dict[str, str]]:
+    """A ``Map(String, String)`` column as one dict per row."""
+    offsets = array.offsets.to_pylist()
+    keys = array.keys.to_pylist()
+    values = array.items.to_pylist()
+    return [
+        dict(zip(keys[start:end], values[start:end], strict=True))
+        for start, end in itertools.pairwise(offsets)
+    ]
+
+
+def _any_items(batch: pa.RecordBatch, name: str) -> bool:
+    """Whether any row of a list column is non-empty (events and links seldom are)."""
+    column: Any = batch.column(name)
+    return len(column.values) > 0
+
+
+def _event_tuples(batch: pa.RecordBatch) -> list[tuple[SpanEvent, ...]]:
+    times: list[Any] = batch.column("EventTimesNs").to_pylist()
+    names: list[Any] = batch.column("EventNames").to_pylist()
+    attributes: list[Any] = batch.column("EventAttributes").to_pylist()
+    return [
+        tuple(
+            _trusted(
+                SpanEvent,
+                {"timestamp_ns": int(ts), "name": name, "attributes": _pairs_to_dict(attrs)},
+            )
+            for ts, name, attrs in zip(t, n, a, strict=True)
+        )
+        for t, n, a in zip(times, names, attributes, strict=True)
+    ]
+
+
+def _link_tuples(batch: pa.RecordBatch) -> list[tuple[SpanLink, ...]]:
+    columns: list[list[Any]] = [
+        batch.column(name).to_pylist()
+        for name in ("LinkTraceIds", "LinkSpanIds", "LinkTraceStates", "LinkAttributes")
+    ]
+    return [
+        tuple(
+            _trusted(
+                SpanLink,
+                {
+                    "trace_id": tid,
+                    "span_id": sid,
+                    "trace_state": state,
+                    "attributes": _pairs_to_dict(attrs),
+                },
+            )
+            for tid, sid, state, attrs in zip(*row, strict=True)
+        )
+        for row in zip(*columns, strict=True)
+    ]
+
+
+_M = TypeVar("_M", bound=BaseModel)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _trusted(cls: type[_M], values: dict[str, Any]) -> _M:
+    """``cls`` from complete, correctly typed field values, without validation.
+
+    What ``model_construct`` does, minus its per-field Python loop over defaults and
+    aliases, which makes it slower than validating (~9 µs against ~6 µs per span here;
+    this is ~1.5 µs). ``values`` must name every field: the models compare equal to
+    validated ones (tests compare fetch_traces with fetch_trace).
+    """
+    model = _new(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model

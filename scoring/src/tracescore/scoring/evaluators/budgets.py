@@ -1,4 +1,4 @@
-"""Budget evaluators: latency, tokens."""
+"""Budget evaluators: latency, tokens, cost."""
 
 import math
 from typing import Any, Literal
@@ -131,3 +131,56 @@ class TokensUnder(Evaluator):
                 f"{_number(limit)} but the real count is unknown",
             )
         return _with_value(self.verdict(True, f"{tokens} {what} ≤ {_number(limit)}"), float(tokens))
+
+
+# --- cost_under -------------------------------------------------------------------------------
+
+
+class CostUnderParams(EvaluatorParams):
+    max_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Cost budget in USD; when absent, the case's ``expected.<case_key>``."""
+    case_key: str = "max_cost_usd"
+
+
+@register
+class CostUnder(Evaluator):
+    type_name = "cost_under"
+    summary = "the LLM calls' cost (from the price table) is within a budget (USD)"
+    Params = CostUnderParams
+    requires = ("llm_calls",)
+
+    def score(self, trace: Trace, case: Case) -> Score:
+        p = self.params
+        assert isinstance(p, CostUnderParams)
+        limit = _limit(self, p.max_usd, case, p.case_key)
+        if isinstance(limit, Score):
+            return limit
+        if (missing := self.require(trace)) is not None:
+            return missing
+        unreported = [
+            c.span_id for c in trace.llm_calls if c.input_tokens is None and c.output_tokens is None
+        ]
+        if len(unreported) == len(trace.llm_calls):
+            return self.missing(
+                "token usage", f"no gen_ai.usage.* on LLM call spans {', '.join(unreported)}"
+            )
+        if trace.unpriced_models:
+            # A partial sum would understate the cost: never pass on it.
+            names = ", ".join(trace.unpriced_models)
+            return self.missing(
+                "price",
+                f"no price for model {names}; add it under prices: in eval.yaml",
+            )
+        if trace.cost_usd is None:
+            return self.missing("cost", "the trace was not priced (apply_prices)")
+        cost = trace.cost_usd
+        if cost > limit:
+            return _with_value(self.verdict(False, f"${cost:.6g} > ${_number(limit)}"), cost)
+        if unreported:
+            return self.missing(
+                "token usage",
+                f"on {len(unreported)} of {len(trace.llm_calls)} LLM calls "
+                f"({', '.join(unreported)}); the ${cost:.6g} priced are within "
+                f"${_number(limit)} but the real cost is unknown",
+            )
+        return _with_value(self.verdict(True, f"${cost:.6g} ≤ ${_number(limit)}"), cost)

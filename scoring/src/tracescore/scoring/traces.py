@@ -1,0 +1,80 @@
+"""Loading stored traces for scoring: spans and log records fetched in batches, each trace
+rebuilt and priced."""
+
+import gc
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from tracescore.collector.store import Store
+from tracescore.schemas.trace import Trace
+from tracescore.scoring.pricing import PriceTable, apply_prices
+from tracescore.scoring.reconstruct import reconstruct
+
+# Ids per query. Larger batches amortize the per-query cost (planning, the lookup-table
+# read), but the time bound of a batch spans all its traces and the Arrow result is held
+# in memory at once; 500 agent traces of ~10 spans is a few MB.
+DEFAULT_BATCH = 500
+
+
+def batched(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def load_traces(
+    store: Store,
+    trace_ids: Sequence[str],
+    prices: PriceTable | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+) -> dict[str, Trace]:
+    """Each trace in ``trace_ids`` rebuilt from its spans and logs, priced with ``prices``
+    (the built-in table when None). An id with no stored spans gives an empty trace,
+    which evaluators report as missing its fields rather than the id vanishing."""
+    table = prices if prices is not None else PriceTable.with_overrides()
+    loaded: dict[str, Trace] = {}
+    for ids in batched(list(dict.fromkeys(trace_ids)), batch_size):
+        loaded.update(load_batch(store, ids, table))
+    return loaded
+
+
+def load_batch(store: Store, trace_ids: Sequence[str], prices: PriceTable) -> dict[str, Trace]:
+    """One batch: one span query and one log query, then rebuilding in Python."""
+    spans = store.fetch_traces(trace_ids)
+    logs = store.fetch_logs(trace_ids)
+    with paused_gc():
+        return {
+            tid: apply_prices(reconstruct(tid, spans[tid], logs.get(tid, ())), prices)
+            for tid in trace_ids
+        }
+
+
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No automatic cycle collection while a batch of traces is built.
+
+    Rebuilding allocates many small objects (parsed messages, models), so gen-2
+    collections keep traversing every model built so far: measured, they took a third
+    of the time of reconstructing 500 traces. What a batch builds is acyclic and freed
+    by reference counting, so nothing piles up meanwhile. Re-entrant across threads:
+    collection resumes when the last holder leaves, and only if it was on before.
+    """
+    global _gc_holders, _gc_was_enabled
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _gc_was_enabled:
+                gc.enable()
