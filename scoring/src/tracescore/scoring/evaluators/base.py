@@ -88,10 +88,11 @@ class Evaluator(ABC):
             return Score.failure(self.name, f"evaluator crashed: {type(exc).__name__}: {exc}")
 
     # helpers for subclasses
-    def verdict(self, passed: bool, explanation: str) -> Score:
+    def verdict(self, passed: bool, explanation: str, value: float | None = None) -> Score:
+        """Pass or fail; ``value`` is the measured quantity when there is one, else 1/0."""
         return Score(
             evaluator=self.name,
-            value=1.0 if passed else 0.0,
+            value=(1.0 if passed else 0.0) if value is None else value,
             passed=passed,
             label="pass" if passed else "fail",
             explanation=explanation,

@@ -36,11 +36,6 @@ def _limit(
     return float(value)
 
 
-def _with_value(score: Score, value: float) -> Score:
-    """A verdict whose value is the measured quantity instead of 1/0."""
-    return score.model_copy(update={"value": value})
-
-
 def _number(value: float) -> str:
     return f"{value:g}" if value != int(value) else str(int(value))
 
@@ -73,7 +68,7 @@ class LatencyUnder(Evaluator):
         passed = latency_ms <= limit
         sign = "≤" if passed else ">"
         explanation = f"latency {latency_ms:.1f} ms {sign} {_number(limit)} ms"
-        return _with_value(self.verdict(passed, explanation), latency_ms)
+        return self.verdict(passed, explanation, value=latency_ms)
 
 
 # --- tokens_under -----------------------------------------------------------------------------
@@ -119,9 +114,7 @@ class TokensUnder(Evaluator):
         what = "tokens" if p.which == "total" else f"{p.which} tokens"
         if tokens > limit:
             # Unreported calls could only add tokens, so over budget is certain.
-            return _with_value(
-                self.verdict(False, f"{tokens} {what} > {_number(limit)}"), float(tokens)
-            )
+            return self.verdict(False, f"{tokens} {what} > {_number(limit)}", value=float(tokens))
         if unreported:
             # Under budget with gaps is not a pass: the true total is unknown.
             return self.missing(
@@ -130,7 +123,7 @@ class TokensUnder(Evaluator):
                 f"({', '.join(unreported)}); the {tokens} reported {what} are within "
                 f"{_number(limit)} but the real count is unknown",
             )
-        return _with_value(self.verdict(True, f"{tokens} {what} ≤ {_number(limit)}"), float(tokens))
+        return self.verdict(True, f"{tokens} {what} ≤ {_number(limit)}", value=float(tokens))
 
 
 # --- cost_under -------------------------------------------------------------------------------
@@ -175,7 +168,7 @@ class CostUnder(Evaluator):
             return self.missing("cost", "the trace was not priced (apply_prices)")
         cost = trace.cost_usd
         if cost > limit:
-            return _with_value(self.verdict(False, f"${cost:.6g} > ${_number(limit)}"), cost)
+            return self.verdict(False, f"${cost:.6g} > ${_number(limit)}", value=cost)
         if unreported:
             return self.missing(
                 "token usage",
@@ -183,4 +176,4 @@ class CostUnder(Evaluator):
                 f"({', '.join(unreported)}); the ${cost:.6g} priced are within "
                 f"${_number(limit)} but the real cost is unknown",
             )
-        return _with_value(self.verdict(True, f"${cost:.6g} ≤ ${_number(limit)}"), cost)
+        return self.verdict(True, f"${cost:.6g} ≤ ${_number(limit)}", value=cost)

@@ -207,11 +207,6 @@ def _check_bounds(count: int, p: CountBoundsParams, what: str) -> tuple[bool, st
     return True, f"{low}{count} {what}{high}"
 
 
-def _with_value(score: Score, value: float) -> Score:
-    """A verdict whose value is the measured quantity instead of 1/0."""
-    return score.model_copy(update={"value": value})
-
-
 # --- step_count -------------------------------------------------------------------------------
 
 _STEP_KINDS = {"llm_calls": "LLM calls", "tool_calls": "tool calls", "agent_steps": "agent steps"}
@@ -242,7 +237,7 @@ class StepCount(Evaluator):
             "agent_steps": len(trace.agent_steps),
         }[p.count]
         passed, explanation = _check_bounds(count, p, _STEP_KINDS[p.count])
-        return _with_value(self.verdict(passed, explanation), float(count))
+        return self.verdict(passed, explanation, value=float(count))
 
 
 # --- no_error_spans ---------------------------------------------------------------------------
@@ -284,11 +279,11 @@ class NoErrorSpans(Evaluator):
         if not failing:
             ignored = len(trace.error_spans)
             note = f" ({ignored} ignored)" if ignored else ""
-            return _with_value(self.verdict(True, f"no error spans{note}"), 0.0)
+            return self.verdict(True, f"no error spans{note}", value=0.0)
         listed = "; ".join(failing[:_MAX_LISTED])
         more = f" and {len(failing) - _MAX_LISTED} more" if len(failing) > _MAX_LISTED else ""
         explanation = f"{len(failing)} error span(s): {listed}{more}"
-        return _with_value(self.verdict(False, explanation), float(len(failing)))
+        return self.verdict(False, explanation, value=float(len(failing)))
 
 
 # --- span_count -------------------------------------------------------------------------------
@@ -327,4 +322,4 @@ class SpanCount(Evaluator):
                 f"; trace is incomplete: {len(trace.orphans)} orphan subtree(s) whose "
                 f"parent span never arrived (parent ids: {', '.join(lost)})"
             )
-        return _with_value(self.verdict(passed, explanation), float(count))
+        return self.verdict(passed, explanation, value=float(count))
