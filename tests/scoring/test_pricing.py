@@ -168,3 +168,40 @@ def test_suite_prices_are_validated() -> None:
         SuiteConfig.model_validate({**base, "prices": {"m": {"input": -1, "output": 2}}})
     with pytest.raises(ValidationError):
         SuiteConfig.model_validate({**base, "prices": {"m": {"input": 1}}})
+
+
+def test_reconstruct_with_prices_matches_apply_prices() -> None:
+    from tracescore.schemas.spans import Span
+    from tracescore.scoring.reconstruct import reconstruct
+
+    def chat(span_id: str, model: str, tokens: str) -> Span:
+        return Span(
+            trace_id="f" * 32,
+            span_id=span_id,
+            parent_span_id="",
+            trace_state="",
+            name=f"chat {model}",
+            kind="Client",
+            service_name="a",
+            start_ns=int(span_id, 16),
+            duration_ns=5,
+            status_code="Unset",
+            status_message="",
+            resource_attributes={},
+            scope_name="s",
+            scope_version="",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": model,
+                "gen_ai.usage.input_tokens": tokens,
+                "gen_ai.usage.output_tokens": tokens,
+                "gen_ai.usage.cache_read.input_tokens": "100",
+            },
+        )
+
+    spans = [chat("01", "gpt-4o-mini-2024-07-18", "1000"), chat("02", "no-such-model", "5")]
+    built = reconstruct("f" * 32, spans, prices=TABLE)
+    assert built == apply_prices(reconstruct("f" * 32, spans), TABLE)
+    assert built.cost_usd is not None and built.cost_usd > 0
+    assert built.unpriced_models == ["no-such-model"]

@@ -113,16 +113,35 @@ class PriceTable:
         return None
 
 
+def price_of(
+    table: PriceTable, provider: str | None, response_model: str | None, request_model: str | None
+) -> ModelPrice | None:
+    """A call's price: by the model that answered, else the one asked for."""
+    return table.lookup(response_model, provider) or table.lookup(request_model, provider)
+
+
+def tokens_cost(
+    price: ModelPrice, input_tokens: int | None, cached: int | None, output_tokens: int | None
+) -> float | None:
+    """USD for one call's usage, or None when it reported none. ``input_tokens`` includes
+    the ``cached`` ones (see reconstruct), which bill at the cached rate when there is one."""
+    if input_tokens is None and output_tokens is None:
+        return None
+    total_in = input_tokens or 0
+    cached_in = min(cached or 0, total_in)
+    cached_rate = price.cached_input if price.cached_input is not None else price.input
+    micro_usd = (total_in - cached_in) * price.input + cached_in * cached_rate
+    micro_usd += (output_tokens or 0) * price.output
+    return micro_usd / 1_000_000
+
+
 def call_cost(call: LlmCall, price: ModelPrice) -> float | None:
     """USD for one call, or None when it reported no token usage."""
-    if call.input_tokens is None and call.output_tokens is None:
-        return None
-    total_in = call.input_tokens or 0
-    cached = min(call.cached_input_tokens or 0, total_in)
-    cached_rate = price.cached_input if price.cached_input is not None else price.input
-    micro_usd = (total_in - cached) * price.input + cached * cached_rate
-    micro_usd += (call.output_tokens or 0) * price.output
-    return micro_usd / 1_000_000
+    return tokens_cost(price, call.input_tokens, call.cached_input_tokens, call.output_tokens)
+
+
+def unpriced_name(call: LlmCall) -> str:
+    return call.model or "(unknown model)"
 
 
 def apply_prices(trace: Trace, table: PriceTable) -> Trace:
@@ -131,26 +150,31 @@ def apply_prices(trace: Trace, table: PriceTable) -> Trace:
     ``cost_usd`` is the sum over priced calls, None when no call could be priced. A call
     whose model the table lacks names it in ``unpriced_models``; a call with no model
     name is listed as ``"(unknown model)"`` so an evaluator can still say why.
+    ``reconstruct(..., prices=table)`` does the same while building the trace.
     """
     calls: list[LlmCall] = []
-    total: float | None = None
     unpriced: list[str] = []
     for call in trace.llm_calls:
-        price = table.lookup(call.response_model, call.provider) or table.lookup(
-            call.request_model, call.provider
-        )
+        price = price_of(table, call.provider, call.response_model, call.request_model)
         if price is None:
-            unpriced.append(call.model or "(unknown model)")
+            unpriced.append(unpriced_name(call))
             calls.append(call)
             continue
         cost = call_cost(call, price)
-        if cost is not None:
-            total = (total or 0.0) + cost
         calls.append(call.model_copy(update={"cost_usd": cost}) if cost != call.cost_usd else call)
     return trace.model_copy(
-        update={"llm_calls": calls, "cost_usd": total, "unpriced_models": _unique(unpriced)}
+        update={
+            "llm_calls": calls,
+            "cost_usd": total_cost(calls),
+            "unpriced_models": unique(unpriced),
+        }
     )
 
 
-def _unique(names: Iterable[str]) -> list[str]:
+def total_cost(calls: Iterable[LlmCall]) -> float | None:
+    costs = [c.cost_usd for c in calls if c.cost_usd is not None]
+    return sum(costs) if costs else None
+
+
+def unique(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))

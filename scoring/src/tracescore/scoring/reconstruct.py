@@ -4,6 +4,7 @@ evaluators read, whichever convention the agent was instrumented with (see conve
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from tracescore.schemas import attributes as attr
@@ -30,6 +31,14 @@ from tracescore.scoring.conventions import (
     operation_of,
     retrieval_facts,
     tool_facts,
+)
+from tracescore.scoring.pricing import (
+    PriceTable,
+    price_of,
+    tokens_cost,
+    total_cost,
+    unique,
+    unpriced_name,
 )
 
 __all__ = ["build_tree", "operation_of", "reconstruct"]
@@ -82,7 +91,13 @@ def _break_cycles(
         walk(node)
 
 
-def reconstruct(trace_id: str, spans: list[Span], logs: Sequence[LogRecord] = ()) -> Trace:
+def reconstruct(
+    trace_id: str,
+    spans: list[Span],
+    logs: Sequence[LogRecord] = (),
+    prices: PriceTable | None = None,
+) -> Trace:
+    """The trace's facts; with ``prices``, each LLM call's cost and the total too."""
     roots, orphans = build_tree(spans)
     ordered = sorted(spans, key=lambda s: (s.start_ns, s.span_id))
     by_id = {s.span_id: s for s in ordered}
@@ -91,7 +106,7 @@ def reconstruct(trace_id: str, spans: list[Span], logs: Sequence[LogRecord] = ()
         logs_by_span[record.span_id].append(record)
     kinds = {s.span_id: kind_of(s) for s in ordered}
 
-    llm_calls = _llm_calls(ordered, by_id, kinds, logs_by_span)
+    llm_calls = _llm_calls(ordered, by_id, kinds, logs_by_span, prices)
     tool_calls = _tool_calls([s for s in ordered if kinds[s.span_id] == "tool"], llm_calls, by_id)
     depth = _depths(roots, orphans)
     agent_spans = sorted(
@@ -128,6 +143,10 @@ def reconstruct(trace_id: str, spans: list[Span], logs: Sequence[LogRecord] = ()
         has_token_usage=any(
             c.input_tokens is not None or c.output_tokens is not None for c in llm_calls
         ),
+        cost_usd=total_cost(llm_calls) if prices is not None else None,
+        unpriced_models=unique(unpriced_name(c) for c in llm_calls if c.cost_usd is None)
+        if prices is not None
+        else [],
     )
 
 
@@ -139,6 +158,7 @@ def _llm_calls(
     by_id: dict[str, Span],
     kinds: dict[str, Any],
     logs_by_span: dict[str, list[LogRecord]],
+    prices: PriceTable | None,
 ) -> list[LlmCall]:
     """One LlmCall per model call, however many spans recorded it.
 
@@ -163,7 +183,7 @@ def _llm_calls(
         group_of[span.span_id] = leader
         if facts.response_id:
             by_response.setdefault(facts.response_id, leader)
-    return [_merge(members) for members in groups.values()]
+    return [_merge(members, prices) for members in groups.values()]
 
 
 def _llm_ancestor(
@@ -182,34 +202,41 @@ def _llm_ancestor(
     return None
 
 
-def _merge(members: list[tuple[Span, LlmFacts]]) -> LlmCall:
-    # Spans in the current GenAI form first: their fields win over older conventions'.
-    members = sorted(members, key=lambda m: attr.GEN_AI_OPERATION_NAME not in m[0].attributes)
-    span = members[0][0]
-    facts = [f for _, f in members]
-
-    def pick(name: str) -> Any:
-        return first(*(getattr(f, name) for f in facts))
-
-    output_messages = pick("output_messages")
+def _merge(members: list[tuple[Span, LlmFacts]], prices: PriceTable | None) -> LlmCall:
+    if len(members) == 1:
+        span, facts = members[0]
+        fields = vars(facts)
+    else:
+        # Spans in the current GenAI form first: their fields win over older conventions'.
+        members = sorted(members, key=lambda m: attr.GEN_AI_OPERATION_NAME not in m[0].attributes)
+        span = members[0][0]
+        fields = {name: first(*(getattr(f, name) for _, f in members)) for name in _LLM_FACT_FIELDS}
+        fields["finish_reasons"] = fields["finish_reasons"] or []
     errors = [s for s, _ in members if s.is_error]
+    cost = None
+    if prices is not None:
+        price = price_of(
+            prices, fields["provider"], fields["response_model"], fields["request_model"]
+        )
+        if price is not None:
+            cost = tokens_cost(
+                price,
+                fields["input_tokens"],
+                fields["cached_input_tokens"],
+                fields["output_tokens"],
+            )
     return LlmCall(
         span_id=span.span_id,
         operation=operation_of(span) or attr.OP_CHAT,
-        provider=pick("provider"),
-        request_model=pick("request_model"),
-        response_model=pick("response_model"),
-        response_id=pick("response_id"),
-        input_messages=pick("input_messages"),
-        output_messages=output_messages,
-        output_text=msg.text_of(output_messages),
-        finish_reasons=pick("finish_reasons") or [],
-        input_tokens=pick("input_tokens"),
-        output_tokens=pick("output_tokens"),
-        cached_input_tokens=pick("cached_input_tokens"),
+        output_text=msg.text_of(fields["output_messages"]),
         duration_ns=max(s.duration_ns for s, _ in members),
         error=(errors[0].status_message or "error") if errors else None,
+        cost_usd=cost,
+        **{name: fields[name] for name in _LLM_FACT_FIELDS},
     )
+
+
+_LLM_FACT_FIELDS = tuple(f.name for f in dataclass_fields(LlmFacts))
 
 
 # -- tool calls --------------------------------------------------------------------------------

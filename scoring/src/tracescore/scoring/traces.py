@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from tracescore.collector.store import Store
 from tracescore.schemas.trace import Trace
-from tracescore.scoring.pricing import PriceTable, apply_prices
+from tracescore.scoring.pricing import PriceTable
 from tracescore.scoring.reconstruct import reconstruct
 
 # Ids per query. Larger batches amortize the per-query cost (planning, the lookup-table
@@ -44,10 +44,7 @@ def load_batch(store: Store, trace_ids: Sequence[str], prices: PriceTable) -> di
     spans = store.fetch_traces(trace_ids)
     logs = store.fetch_logs(trace_ids)
     with paused_gc():
-        return {
-            tid: apply_prices(reconstruct(tid, spans[tid], logs.get(tid, ())), prices)
-            for tid in trace_ids
-        }
+        return {tid: reconstruct(tid, spans[tid], logs.get(tid, ()), prices) for tid in trace_ids}
 
 
 _gc_lock = threading.Lock()
