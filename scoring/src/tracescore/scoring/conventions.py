@@ -176,44 +176,62 @@ def llm_facts(span: Span, events: Sequence[Event]) -> LlmFacts:
         lambda: msg.from_openinference(a, "llm.output_messages"),
         lambda: oi_out,
     )
-    reasons = first(
-        _reason_list(a.get(attr.GEN_AI_RESPONSE_FINISH_REASONS)),
-        [r for m in output_messages or [] if (r := m.get("finish_reason"))],
-        legacy_reasons,
-        oi_reasons,
+    reasons = first_of(
+        lambda: _reason_list(a.get(attr.GEN_AI_RESPONSE_FINISH_REASONS)),
+        lambda: [r for m in output_messages or [] if (r := m.get("finish_reason"))],
+        lambda: legacy_reasons,
+        lambda: oi_reasons,
     )
-    provider = first(
-        a.get(attr.GEN_AI_PROVIDER_NAME),
-        a.get(attr.GEN_AI_SYSTEM),
-        a.get("llm.provider"),
-        a.get("llm.system"),
-    )
-    input_tokens = first(
-        integer(a.get(attr.GEN_AI_USAGE_INPUT_TOKENS)),
-        integer(a.get("gen_ai.usage.prompt_tokens")),
-        integer(a.get("llm.token_count.prompt")),
-    )
-    cached = first(
-        integer(a.get("gen_ai.usage.cache_read.input_tokens")),
-        integer(a.get("gen_ai.usage.cache_read_input_tokens")),
-        integer(a.get("llm.token_count.prompt_details.cache_read")),
-    )
+    provider = _first_attr(a, _PROVIDER_KEYS)
     return LlmFacts(
-        provider=provider.lower() if isinstance(provider, str) else None,
-        request_model=first(a.get(attr.GEN_AI_REQUEST_MODEL), a.get("llm.model_name")),
-        response_model=first(a.get(attr.GEN_AI_RESPONSE_MODEL), a.get("llm.model_name")),
-        response_id=first(a.get(attr.GEN_AI_RESPONSE_ID), _response_id(a.get(OI_OUTPUT))),
+        provider=provider.lower() if provider is not None else None,
+        request_model=_first_attr(a, _REQUEST_MODEL_KEYS),
+        response_model=_first_attr(a, _RESPONSE_MODEL_KEYS),
+        response_id=a.get(attr.GEN_AI_RESPONSE_ID) or _response_id(a.get(OI_OUTPUT)),
         input_messages=input_messages,
         output_messages=output_messages,
         finish_reasons=reasons or [],
-        input_tokens=input_tokens,
-        output_tokens=first(
-            integer(a.get(attr.GEN_AI_USAGE_OUTPUT_TOKENS)),
-            integer(a.get("gen_ai.usage.completion_tokens")),
-            integer(a.get("llm.token_count.completion")),
-        ),
-        cached_input_tokens=cached,
+        input_tokens=_first_int(a, _INPUT_TOKEN_KEYS),
+        output_tokens=_first_int(a, _OUTPUT_TOKEN_KEYS),
+        cached_input_tokens=_first_int(a, _CACHED_TOKEN_KEYS),
     )
+
+
+# Each fact's attribute in every convention, in the order they win.
+_PROVIDER_KEYS = (attr.GEN_AI_PROVIDER_NAME, attr.GEN_AI_SYSTEM, "llm.provider", "llm.system")
+_REQUEST_MODEL_KEYS = (attr.GEN_AI_REQUEST_MODEL, "llm.model_name")
+_RESPONSE_MODEL_KEYS = (attr.GEN_AI_RESPONSE_MODEL, "llm.model_name")
+_INPUT_TOKEN_KEYS = (
+    attr.GEN_AI_USAGE_INPUT_TOKENS,
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+)
+_OUTPUT_TOKEN_KEYS = (
+    attr.GEN_AI_USAGE_OUTPUT_TOKENS,
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+)
+_CACHED_TOKEN_KEYS = (
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+    "llm.token_count.prompt_details.cache_read",
+)
+
+
+def _first_attr(a: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = a.get(key)
+        if value:
+            return value
+    return None
+
+
+def _first_int(a: Mapping[str, str], keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        value = integer(a.get(key))
+        if value is not None:
+            return value
+    return None
 
 
 def _genai_messages(a: Mapping[str, str]) -> list[Message] | None:
@@ -228,12 +246,7 @@ def _genai_messages(a: Mapping[str, str]) -> list[Message] | None:
 
 
 def _reason_list(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    parsed = msg.parse_json(text)
-    values = parsed if isinstance(parsed, list) else [text]
-    reasons = [r for r in (msg.finish_reason(v) for v in values) if r is not None]
-    return reasons or None
+    return (msg.finish_reasons(text) or None) if text is not None else None
 
 
 def _response_id(body: str | None) -> str | None:

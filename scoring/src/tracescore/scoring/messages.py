@@ -47,6 +47,19 @@ _FINISH_REASONS = {
 }
 
 
+def finish_reasons(text: str) -> list[str]:
+    """A ``["stop", ...]`` attribute (a JSON list, or one bare reason), normalized."""
+    inner = text[2:-2]
+    simple = '"' not in inner.replace('","', "") and "\\" not in inner
+    if simple and text.startswith('["') and text.endswith('"]'):
+        # The common shape, without a JSON parse; escapes and spaces take the slow path.
+        values: list[Any] = inner.split('","')
+    else:
+        parsed = parse_json(text)
+        values = parsed if isinstance(parsed, list) else [text]
+    return [r for r in (finish_reason(v) for v in values) if r is not None]
+
+
 def finish_reason(value: Any) -> str | None:
     """``tool_calls``, ``tool_use``, ``end_turn``, ``MAX_TOKENS`` ... → the GenAI vocabulary.
 
@@ -300,6 +313,9 @@ def _genai_part(part: Any) -> Part | None:
     if not isinstance(part, Mapping):
         return None
     kind = part.get("type")
+    # Most parts are already canonical text: keep the freshly parsed dict, no copy.
+    if kind == "text" and type(part.get("content")) is str and type(part) is dict:
+        return part
     if kind == "text":
         return _text(part.get("content"))
     if kind == "tool_call":
