@@ -19,6 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 Message = dict[str, Any]
 Part = dict[str, Any]
 
@@ -72,11 +74,21 @@ def finish_reason(value: Any) -> str | None:
 
 
 def parse_json(text: str | None) -> Any:
+    """Parsed JSON, or None for text that is not JSON.
+
+    orjson first (several times faster, and attributes are parsed on every trace; it
+    reads integers beyond 64 bits as floats), then the standard parser for what orjson
+    refuses but JSON producers write (NaN, Infinity).
+    """
     if text is None:
         return None
     try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
