@@ -1,13 +1,15 @@
 """Scoring benchmark: stored agent traces fetched in batches, rebuilt, priced and scored.
 
-    .venv/bin/python bench/score.py [--traces 10000] [--batch 500] [--profile-once]
+    .venv/bin/python bench/score.py [--traces 10000] [--batch 500] [--workers 2]
 
 Generates ``--traces`` agent traces of 10 spans each (an ``invoke_agent`` root, five
 ``chat`` spans with GenAI messages and usage, four ``execute_tool`` spans) and inserts
 them into embedded chDB in a temporary folder, columns built directly. Then, in
-batches of ``--batch`` trace ids, times each stage on its own (fetching spans and log
-records, rebuilding + pricing, scoring with the deterministic evaluators) and the
-whole path end to end as ``load_traces`` + scoring, and reads the peak RSS.
+batches of ``--batch`` trace ids, times each stage on its own in one thread (fetching
+spans and log records, rebuilding + pricing, scoring with the deterministic
+evaluators), the single-threaded path end to end as ``load_traces`` + scoring, and
+the headline: ``score_stored`` with ``--workers`` processes, with the CPU time it took
+in this process (queries, shipping rows, rebuilding results) and in the workers.
 
 Prints one table; not a test. The figures go into bench/README.md.
 """
@@ -18,6 +20,7 @@ import json
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +30,7 @@ from tracescore.collector.store.chdb_store import ChdbStore
 from tracescore.schemas.scores import Score
 from tracescore.schemas.suite import Case, EvaluatorSpec
 from tracescore.schemas.trace import Trace
+from tracescore.scoring.batch import score_stored
 from tracescore.scoring.evaluators import Evaluator, build_evaluator
 from tracescore.scoring.pricing import PriceTable, apply_prices
 from tracescore.scoring.reconstruct import reconstruct
@@ -184,6 +188,11 @@ def vm_hwm_mib() -> float:
     return peak_rss_mib()
 
 
+def cpu_s(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def score_all(traces: list[Trace], evaluators: list[Evaluator]) -> list[Score]:
     return [e.safe_score(t, CASE) for t in traces for e in evaluators]
 
@@ -192,6 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=2, help="score_stored's processes")
     parser.add_argument("--keep", action="store_true", help="keep the temporary store")
     args = parser.parse_args()
 
@@ -202,7 +212,8 @@ def main() -> None:
         insert_s = populate(store, args.traces)
         ids = [f"{n + 1:032x}" for n in range(args.traces)]
         prices = PriceTable.with_overrides()
-        evaluators = [build_evaluator(EvaluatorSpec.model_validate(e)) for e in EVALUATORS]
+        specs = [EvaluatorSpec.model_validate(e) for e in EVALUATORS]
+        evaluators = [build_evaluator(spec) for spec in specs]
         store.fetch_traces(ids[:10])  # warm the engine and its caches once
 
         # Each stage on its own.
@@ -224,7 +235,7 @@ def main() -> None:
         del spans, logs, traces, scores
         gc.collect()
 
-        # End to end: load_traces' batch step, then scoring, as `rescore` would run it.
+        # End to end in one thread: load_traces' batch step, then scoring.
         reset = reset_peak_rss()
         started = time.perf_counter()
         scored = 0
@@ -233,6 +244,28 @@ def main() -> None:
             scored += len(score_all(list(loaded.values()), evaluators))
         total_s = time.perf_counter() - started
         peak = vm_hwm_mib() if reset else peak_rss_mib()
+        gc.collect()
+
+        # The headline: score_stored, the parent querying while worker processes score.
+        # Workers are reaped when the pool shuts down, so RUSAGE_CHILDREN has them after.
+        def run_stored(workers: int) -> tuple[float, float, float, int]:
+            parent, children = cpu_s(resource.RUSAGE_SELF), cpu_s(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            results = score_stored(
+                store, ids, specs, CASE, prices, batch_size=args.batch, workers=workers
+            )
+            count = sum(len(r.scores) for r in results)
+            return (
+                time.perf_counter() - started,
+                cpu_s(resource.RUSAGE_SELF) - parent,
+                cpu_s(resource.RUSAGE_CHILDREN) - children,
+                count,
+            )
+
+        inline_s, inline_cpu, _, _ = run_stored(1)
+        pooled_s, parent_cpu, workers_cpu, pooled_scores = run_stored(args.workers)
+        if pooled_scores != scored:
+            sys.exit(f"score_stored gave {pooled_scores} scores, the one-thread path {scored}")
     finally:
         store.close()
         if not args.keep:
@@ -246,9 +279,23 @@ def main() -> None:
         ("fetch (spans + logs)", f"{n / fetch_s:,.0f} traces/s"),
         ("reconstruct + price", f"{n / rebuild_s:,.0f} traces/s"),
         (f"score ({len(evaluators)} evaluators)", f"{n / score_s:,.0f} traces/s"),
-        ("end to end (load_traces + score)", f"{n / total_s:,.0f} traces/s ({total_s:.2f} s)"),
+        ("end to end, one thread (load_traces + score)", f"{n / total_s:,.0f} traces/s"),
+        ("score_stored, workers=1 (inline)", f"{n / inline_s:,.0f} traces/s"),
+        (
+            f"score_stored, workers={args.workers}",
+            f"{n / pooled_s:,.0f} traces/s ({pooled_s:.2f} s)",
+        ),
+        (
+            "  CPU per trace: inline; pooled parent + workers",
+            f"{inline_cpu / n * 1e6:,.0f} µs; "
+            f"{parent_cpu / n * 1e6:,.0f} + {workers_cpu / n * 1e6:,.0f} µs",
+        ),
         ("scores", f"{scored:,} ({failed} failed, {errors} errors)"),
-        ("peak RSS during end to end" if reset else "peak RSS", f"{peak:,.0f} MiB"),
+        ("peak RSS during one-thread end to end" if reset else "peak RSS", f"{peak:,.0f} MiB"),
+        (
+            "peak RSS of a worker (forked: shares the parent's pages)",
+            f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:,.0f} MiB",
+        ),
     ]
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
