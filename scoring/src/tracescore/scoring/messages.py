@@ -134,8 +134,30 @@ def from_any(value: Any, default_role: str = "user") -> list[Message] | None:
         value = [value]
     if not isinstance(value, list):
         return None
+    if value and all(_is_canonical(item) for item in value):
+        # Already the one shape (as current GenAI instrumentations write it): no copy.
+        return value
     messages = [m for m in (message(item, default_role) for item in value) if m is not None]
     return messages or None
+
+
+_CANONICAL_REASONS = frozenset(_FINISH_REASONS.values())
+
+
+def _is_canonical(item: Any) -> bool:
+    """A GenAI message whose parts are all plain text and whose finish reason, if any, is
+    already in the one vocabulary."""
+    if type(item) is not dict or type(item.get("role")) is not str:
+        return False
+    parts = item.get("parts")
+    if type(parts) is not list:
+        return False
+    reason = item.get("finish_reason")
+    if reason is not None and reason not in _CANONICAL_REASONS:
+        return False
+    return all(
+        type(p) is dict and p.get("type") == "text" and type(p.get("content")) is str for p in parts
+    )
 
 
 def message(item: Any, default_role: str = "user") -> Message | None:
