@@ -414,3 +414,27 @@ def test_requested_tool_calls_without_spans_are_tool_calls_with_results() -> Non
         ("f", "x", "one"),
         ("g", "y", None),
     ]
+
+
+def test_rebuilt_traces_of_every_convention_are_valid_models() -> None:
+    chat = span(
+        "a",
+        attributes={
+            "llm.request.type": "chat",
+            "gen_ai.prompt.0.content": "hi",
+            "gen_ai.completion.0.tool_calls.0.name": "f",
+            "gen_ai.usage.input_tokens": "3",
+        },
+    )
+    tool = span("t", "a", start=5, attributes={"openinference.span.kind": "TOOL", "tool.name": "f"})
+    retriever = span(
+        "r",
+        start=9,
+        attributes={
+            "openinference.span.kind": "RETRIEVER",
+            "retrieval.documents.0.document.content": "doc",
+        },
+    )
+    trace = reconstruct(TRACE_ID, [chat, tool, retriever], [log("a", "gen_ai.user.message", {})])
+    assert trace.tool_calls and trace.retrievals and trace.llm_calls
+    assert type(trace).model_validate(trace.model_dump()) == trace

@@ -87,3 +87,11 @@ def test_message_content_sent_as_log_events_is_read() -> None:
     assert not any("gen_ai.output.messages" in s.attributes for s in spans)
     assert trace.logs
     assert trace.llm_calls[1].output_text == "It is 18°C and sunny in Paris."
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rebuilt_traces_are_valid_models(name: str) -> None:
+    # reconstruct builds its models without validating them again; they must be what
+    # validation would have produced.
+    trace, _ = load(name)
+    assert Trace.model_validate(trace.model_dump()) == trace

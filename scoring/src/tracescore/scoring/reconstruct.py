@@ -18,6 +18,7 @@ from tracescore.schemas.trace import (
     ToolCall,
     Trace,
 )
+from tracescore.schemas.trusted import M, trusted
 from tracescore.scoring import messages as msg
 from tracescore.scoring.conventions import (
     LlmFacts,
@@ -51,7 +52,7 @@ def build_tree(spans: Iterable[Span]) -> tuple[list[SpanNode], list[SpanNode]]:
     its subtree is kept and reported rather than dropped or re-parented.
     """
     ordered = sorted(spans, key=lambda s: (s.start_ns, s.span_id))
-    nodes = {s.span_id: SpanNode(span=s) for s in ordered}
+    nodes = {s.span_id: trusted(SpanNode, {"span": s, "children": []}) for s in ordered}
     roots: list[SpanNode] = []
     orphans: list[SpanNode] = []
     for span in ordered:
@@ -114,7 +115,8 @@ def reconstruct(
         key=lambda s: (depth.get(s.span_id, 0), s.start_ns),
     )
     agent_steps = [
-        AgentStep(
+        _make(
+            AgentStep,
             span_id=s.span_id,
             agent_name=agent_name(s),
             output_text=agent_output(s),
@@ -123,7 +125,8 @@ def reconstruct(
         for s in agent_spans
     ]
     harness = _harness_root(roots)
-    return Trace(
+    return _make(
+        Trace,
         trace_id=trace_id,
         spans=ordered,
         roots=roots,
@@ -225,7 +228,8 @@ def _merge(members: list[tuple[Span, LlmFacts]], prices: PriceTable | None) -> L
                 fields["cached_input_tokens"],
                 fields["output_tokens"],
             )
-    return LlmCall(
+    return _make(
+        LlmCall,
         span_id=span.span_id,
         operation=operation_of(span) or attr.OP_CHAT,
         output_text=msg.text_of(fields["output_messages"]),
@@ -287,7 +291,8 @@ def _tool_calls(
         if span.is_error:
             error = span.status_message or span.attributes.get("error.type") or "error"
         calls.append(
-            ToolCall(
+            _make(
+                ToolCall,
                 span_id=span.span_id,
                 name=facts.name,
                 call_id=first(facts.call_id, match.call_id if match else None),
@@ -300,12 +305,15 @@ def _tool_calls(
             )
         )
     calls += [
-        ToolCall(
+        _make(
+            ToolCall,
             span_id=r.llm_span_id,
             name=r.name,
             call_id=r.call_id,
             arguments=r.arguments,
             result=r.result,
+            error=None,
+            duration_ns=0,
         )
         for r in requested
         if not r.matched
@@ -342,6 +350,12 @@ def _retrieval(span: Span) -> Retrieval:
 
 
 # -- trace-level facts -------------------------------------------------------------------------
+
+
+def _make(cls: type[M], **values: Any) -> M:
+    """A model built from the facts computed here, not validated again (see ``trusted``):
+    every field must be given. test_fixture_normalization checks the results validate."""
+    return trusted(cls, values)
 
 
 def _depths(roots: list[SpanNode], orphans: list[SpanNode]) -> dict[str, int]:
