@@ -12,6 +12,7 @@ from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.scores import Score
 from tracescore.schemas.suite import Case, EvaluatorSpec
 from tracescore.schemas.trace import Trace
+from tracescore.schemas.trusted import trusted
 
 TraceField = Literal["final_output", "input", "spans", "duration", "llm_calls", "token_usage"]
 
@@ -90,12 +91,19 @@ class Evaluator(ABC):
     # helpers for subclasses
     def verdict(self, passed: bool, explanation: str, value: float | None = None) -> Score:
         """Pass or fail; ``value`` is the measured quantity when there is one, else 1/0."""
-        return Score(
-            evaluator=self.name,
-            value=(1.0 if passed else 0.0) if value is None else value,
-            passed=passed,
-            label="pass" if passed else "fail",
-            explanation=explanation,
+        # Built without validation: every evaluator returns several per trace, and the
+        # field values here are of the right types by construction.
+        return trusted(
+            Score,
+            {
+                "evaluator": self.name,
+                "value": (1.0 if passed else 0.0) if value is None else float(value),
+                "passed": bool(passed),
+                "label": "pass" if passed else "fail",
+                "explanation": str(explanation),
+                "error": None,
+                "skipped": False,
+            },
         )
 
     def expected_values(self, explicit: Any, case: Case, case_key: str) -> list[str]:
