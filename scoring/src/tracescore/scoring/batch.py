@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel
 
 from tracescore.collector.store import Store
 from tracescore.collector.store.base import logs_from_arrow, spans_from_arrow
@@ -35,6 +34,7 @@ from tracescore.schemas.scores import Score
 from tracescore.schemas.spans import LogRecord, Span
 from tracescore.schemas.suite import Case, EvaluatorSpec
 from tracescore.schemas.trace import Trace
+from tracescore.schemas.trusted import SLOT_SETTERS, new_model
 from tracescore.scoring.evaluators import Evaluator, build_evaluator
 from tracescore.scoring.pricing import PriceTable
 from tracescore.scoring.reconstruct import reconstruct
@@ -310,10 +310,7 @@ def _read_ipc(data: bytes) -> pa.Table:
 _SCORE_FIELDS = tuple(Score.model_fields)
 _SCORE_FIELD_SET = set(_SCORE_FIELDS)
 _score_values = operator.attrgetter(*_SCORE_FIELDS)
-_new = object.__new__
-_set_dict, _set_fields, _set_extra, _set_private = (
-    vars(BaseModel)[name].__set__ for name in BaseModel.__slots__
-)
+_set_dict, _set_fields, _set_extra, _set_private = SLOT_SETTERS
 
 
 def _pack(result: TraceScores) -> _Packed:
@@ -336,7 +333,7 @@ def _unpack(row: _Packed) -> TraceScores:
     validating them again (the worker built them as validated models). Their fields-set
     is shared: Score is frozen, and pydantic copies it on model_copy."""
     trace_id, packed_scores, *summary = row
-    fields, field_set, new = _SCORE_FIELDS, _SCORE_FIELD_SET, _new
+    fields, field_set, new = _SCORE_FIELDS, _SCORE_FIELD_SET, new_model
     scores: list[Score] = []
     for values in packed_scores:
         score = new(Score)
