@@ -32,7 +32,7 @@ from tracescore.schemas.suite import Case, EvaluatorSpec
 from tracescore.schemas.trace import Trace
 from tracescore.scoring.batch import score_stored
 from tracescore.scoring.evaluators import Evaluator, build_evaluator
-from tracescore.scoring.pricing import PriceTable, apply_prices
+from tracescore.scoring.pricing import PriceTable
 from tracescore.scoring.reconstruct import reconstruct
 from tracescore.scoring.traces import batched, load_batch, paused_gc
 
@@ -225,7 +225,7 @@ def main() -> None:
             fetch_s += time.perf_counter() - started
             started = time.perf_counter()
             with paused_gc():  # as load_batch does
-                traces = [apply_prices(reconstruct(t, spans[t], logs[t]), prices) for t in batch]
+                traces = [reconstruct(t, spans[t], logs[t], prices) for t in batch]
             rebuild_s += time.perf_counter() - started
             started = time.perf_counter()
             scores = score_all(traces, evaluators)
