@@ -603,7 +603,7 @@ def test_bad_params_are_config_errors(params: dict[str, Any], message: str) -> N
 def test_defaults() -> None:
     p = build(rubric="r").params
     assert isinstance(p, LlmJudgeParams)
-    assert (p.model, p.scale, p.pass_threshold) == ("claude-sonnet-4-5", (0.0, 1.0), 0.5)
+    assert (p.model, p.scale, p.pass_threshold) == ("claude-sonnet-5-5", (0.0, 1.0), 0.5)
     assert p.include == ["input", "final_output", "expected"]
     assert (p.api_key_env, p.base_url, p.cache, p.cache_dir) == (
         "ANTHROPIC_API_KEY",

@@ -20,6 +20,7 @@ SUT_OUTPUT: Final = "tracescore.sut.output"
 SUT_EXIT_CODE: Final = "tracescore.sut.exit_code"
 
 HARNESS_SERVICE_NAME: Final = "tracescore-harness"
+EVALUATOR_SERVICE_NAME: Final = "tracescore-evaluators"
 HARNESS_SPAN_PREFIX: Final = "tracescore.case"
 
 SERVICE_NAME: Final = "service.name"

@@ -14,7 +14,7 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -129,6 +129,9 @@ class SuiteRunner:
         )
         with self.pipeline, HttpReceiver(self.pipeline) as receiver:
             providers = {v.name: self._harness_provider(v, receiver.endpoint) for v in variants}
+            evaluator_provider = self._evaluator_provider(receiver.endpoint, run.version)
+            for evaluator in self.suite.evaluators:
+                evaluator.use_tracer_provider(evaluator_provider)
             events = config.score_events
             if events.enabled:
                 # With no endpoint of their own, the events go to this run's receiver and
@@ -159,7 +162,7 @@ class SuiteRunner:
                 raise
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-                for provider in providers.values():
+                for provider in (*providers.values(), evaluator_provider):
                     provider.shutdown()
                 if self.score_events is not None:
                     # Before the receiver stops: the events may be addressed to it.
@@ -172,6 +175,23 @@ class SuiteRunner:
 
     def _observe(self, trace_ids: set[bytes]) -> None:
         self.tracker.observe(trace_id.hex() for trace_id in trace_ids)
+
+    def _evaluator_provider(self, endpoint: str, version: str) -> TracerProvider:
+        """Spans of the evaluators themselves (the LLM judge's calls), stored with the run's
+        traces under their own service; each links to the trace it scored."""
+        provider = TracerProvider(
+            resource=Resource.create(
+                {
+                    attr.SERVICE_NAME: attr.EVALUATOR_SERVICE_NAME,
+                    "service.version": version,
+                    attr.SUITE: self.suite.config.suite,
+                }
+            )
+        )
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url(endpoint)))
+        )
+        return provider
 
     def _harness_provider(self, variant: Variant, endpoint: str) -> TracerProvider:
         resource = Resource.create(

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
+from opentelemetry.trace import TracerProvider
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tracescore.schemas.errors import ConfigError
@@ -80,6 +81,11 @@ class Evaluator(ABC):
 
     @abstractmethod
     def score(self, trace: Trace, case: Case) -> Score: ...
+
+    def use_tracer_provider(self, provider: TracerProvider) -> None:
+        """Where the evaluator's own spans go (an LLM judge traces its calls). The runner
+        hands it a provider exporting to the run's collector; others ignore it."""
+        return None
 
     def safe_score(self, trace: Trace, case: Case) -> Score:
         """``score``, with a crash turned into a Score that carries the error."""

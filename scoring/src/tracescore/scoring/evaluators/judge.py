@@ -35,7 +35,8 @@ from tracescore.schemas.trace import Trace
 from tracescore.scoring.evaluators.base import Evaluator, EvaluatorParams, register
 from tracescore.scoring.evaluators.judge_cache import JudgeCache, request_key
 
-DEFAULT_MODEL: Final = "claude-sonnet-4-5"
+# A current model: the SDK warns that claude-sonnet-4-5 reaches end-of-life on 2026-11-30.
+DEFAULT_MODEL: Final = "claude-sonnet-5-5"
 DEFAULT_BASE_URL: Final = "https://api.anthropic.com"
 BASE_URL_ENV: Final = "ANTHROPIC_BASE_URL"
 
@@ -275,12 +276,15 @@ class LlmJudge(Evaluator):
     ) -> None:
         super().__init__(name, params)
         assert isinstance(params, LlmJudgeParams)
-        # A ProxyTracer when no provider is set yet: spans reach a global provider
-        # installed later, as the CLI does after building the evaluators.
+        # A ProxyTracer when no provider is given: spans reach a global provider installed
+        # later; a suite run hands its own through use_tracer_provider.
         self._tracer = otel_trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._client: anthropic.Anthropic | None = None
         self._client_key: str | None = None
         self._client_lock = threading.Lock()
+
+    def use_tracer_provider(self, provider: TracerProvider) -> None:
+        self._tracer = provider.get_tracer(__name__)
 
     @property
     def config_hash(self) -> str:
