@@ -58,8 +58,11 @@ def test_judge_scores_a_case_and_its_call_is_stored_as_a_span(
                 }
             )
         )
-        run = SuiteRunner(load_suite(tmp_path / "eval.yaml"), store).run()
+        runner = SuiteRunner(load_suite(tmp_path / "eval.yaml"), store)
+        run = runner.run()
         assert len(llm.requests) == 1
+    # The judge's own trace arrived too, but only the case's was tracked, then forgotten.
+    assert len(runner.tracker) == 0
     [case] = run.cases
     [score] = case.scores
     assert (score.passed, score.value, score.error) == (True, 1.0, None)

@@ -38,6 +38,11 @@ class ArrivalTracker:
                 wake = deadline if last is None else min(deadline, last + quiet_s)
                 self._changed.wait(max(wake - now, 0.001))
 
+    def __len__(self) -> int:
+        """Traces remembered (in flight, or never forgotten)."""
+        with self._changed:
+            return len(self._last)
+
     def forget(self, trace_id: str) -> None:
         with self._changed:
             self._last.pop(trace_id, None)

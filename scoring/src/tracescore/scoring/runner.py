@@ -3,6 +3,7 @@ its trace waited for, rebuilt, scored and stored."""
 
 import secrets
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -77,6 +78,8 @@ class SuiteRunner:
         self.store = store
         self.on_case = on_case
         self.tracker = ArrivalTracker()
+        self._open_traces: set[str] = set()
+        self._cases_lock = threading.Lock()
         self.adapter: SystemAdapter = CommandAdapter(suite.config.system, suite.folder)
         self.prices = PriceTable.with_overrides(suite.config.prices)
         self.score_events: ScoreEventEmitter | None = None
@@ -174,7 +177,11 @@ class SuiteRunner:
         return run
 
     def _observe(self, trace_ids: set[bytes]) -> None:
-        self.tracker.observe(trace_id.hex() for trace_id in trace_ids)
+        # Only cases still waiting: the evaluators' own traces, and spans that arrive
+        # after their case was sealed, would otherwise stay in the tracker for good.
+        with self._cases_lock:
+            waiting = [t for t in (tid.hex() for tid in trace_ids) if t in self._open_traces]
+        self.tracker.observe(waiting)
 
     def _evaluator_provider(self, endpoint: str, version: str) -> TracerProvider:
         """Spans of the evaluators themselves (the LLM judge's calls), stored with the run's
@@ -236,6 +243,10 @@ class SuiteRunner:
                 attributes=root_attributes,
             ) as root,
         ):
+            trace_id = format(root.get_span_context().trace_id, "032x")
+            root_span_id = format(root.get_span_context().span_id, "016x")
+            with self._cases_lock:
+                self._open_traces.add(trace_id)
             call = CallContext(
                 otlp_endpoint=receiver.endpoint,
                 trace_env=env_from_context(),
@@ -247,11 +258,11 @@ class SuiteRunner:
                 root.set_attribute(attr.SUT_EXIT_CODE, invocation.exit_code)
             if invocation.error:
                 root.set_status(Status(StatusCode.ERROR, invocation.error))
-            trace_id = format(root.get_span_context().trace_id, "032x")
-            root_span_id = format(root.get_span_context().span_id, "016x")
         provider.force_flush()
 
         sealed = self.tracker.wait_sealed(trace_id, config.quiet_period_s, config.seal_timeout_s)
+        with self._cases_lock:
+            self._open_traces.discard(trace_id)
         self.tracker.forget(trace_id)
         stored = self.pipeline.flush(timeout_s=config.seal_timeout_s)
         trace = load_traces(self.store, [trace_id], self.prices)[trace_id]
