@@ -1,5 +1,6 @@
 """Pydantic models of a suite: ``eval.yaml`` and its cases."""
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -110,3 +111,25 @@ class SuiteConfig(_Strict):
                 f"evaluator names must be unique (set `name:`), repeated: {', '.join(duplicates)}"
             )
         return evaluators
+
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def eval_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``eval.yaml``, for editors (``tracescore schema`` prints it)."""
+    schema = SuiteConfig.model_json_schema()
+    del schema["title"]
+    # First in the file, so a reader sees at once what the schema is for.
+    return {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "title": "tracescore eval.yaml",
+        "description": "A tracescore suite: the system under test, its variants and "
+        "evaluators. String values may use ${NAME} and ${NAME:-default}.",
+        **schema,
+    }
+
+
+def eval_json_schema_text() -> str:
+    """:func:`eval_json_schema` as written to ``eval.schema.json`` (stable key order)."""
+    return json.dumps(eval_json_schema(), indent=2, ensure_ascii=False) + "\n"
