@@ -1,0 +1,77 @@
+"""Per variant × evaluator counts, shared by the JSON and Markdown reports.
+
+The pass rate is computed as the terminal summary computes it: over the scores that
+were decided or errored (skipped ones left out), so every report agrees with what
+``tracescore run`` printed.
+"""
+
+import math
+from dataclasses import dataclass
+
+from tracescore.scoring.results import RunRecord
+
+
+@dataclass(frozen=True)
+class EvaluatorStats:
+    passed: int
+    failed: int
+    errors: int
+    """Scores whose evaluator raised or lacked a field it needs."""
+    skipped: int
+    unscored: int
+    """Cases of the variant that errored before scoring (the SUT failed): no score at all."""
+    mean: float | None
+    """Mean of the finite values, None when no score had one."""
+
+    @property
+    def pass_rate(self) -> float | None:
+        counted = self.passed + self.failed + self.errors
+        return self.passed / counted if counted else None
+
+
+@dataclass(frozen=True)
+class CaseStats:
+    total: int
+    passed: int
+    failed: int
+    errors: int
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.total if self.total else None
+
+
+def evaluator_stats(run: RunRecord, variant: str, evaluator: str) -> EvaluatorStats:
+    passed = failed = errors = skipped = unscored = 0
+    values: list[float] = []
+    for case in run.cases:
+        if case.variant != variant:
+            continue
+        score = next((s for s in case.scores if s.evaluator == evaluator), None)
+        if score is None:
+            unscored += case.status == "error"
+            continue
+        if score.skipped:
+            skipped += 1
+            continue
+        if score.error:
+            errors += 1
+        elif score.passed is False:
+            failed += 1
+        else:
+            # passed None without error or skip: the runner counts it as a pass too.
+            passed += 1
+        if score.value is not None and math.isfinite(score.value):
+            values.append(score.value)
+    mean = sum(values) / len(values) if values else None
+    return EvaluatorStats(passed, failed, errors, skipped, unscored, mean)
+
+
+def case_stats(run: RunRecord, variant: str) -> CaseStats:
+    statuses = [c.status for c in run.cases if c.variant == variant]
+    return CaseStats(
+        total=len(statuses),
+        passed=statuses.count("passed"),
+        failed=statuses.count("failed"),
+        errors=statuses.count("error"),
+    )
