@@ -15,10 +15,14 @@ from tracescore.collector.config import load_collector_config
 from tracescore.collector.store import DEFAULT_DATABASE, STORE_ENV, open_store, store_url
 from tracescore.schemas.ddl import migrations, setup_statements
 from tracescore.schemas.errors import ConfigError, TracescoreError
+from tracescore.schemas.suite import eval_json_schema_text
 from tracescore.scoring.config import load_suite
 from tracescore.scoring.evaluators import evaluator_source, plugin_failures, registered
+from tracescore.scoring.inspection import print_inspection, runs_table, select_cases
 from tracescore.scoring.report import case_line, print_summary
+from tracescore.scoring.reports import check_report_paths, write_reports
 from tracescore.scoring.runner import RunOptions, SuiteRunner, tracescore_version
+from tracescore.scoring.runs import list_runs, resolve_run
 
 DEFAULT_COLLECTOR_CONFIG = Path("configs/collector.yaml")
 
@@ -48,11 +52,22 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--case", action="append", default=[], help="run only this case id (repeatable)"
     )
+    run.add_argument(
+        "--junit", type=Path, metavar="PATH", help="write a JUnit XML report (for CI) to PATH"
+    )
+    run.add_argument(
+        "--json", type=Path, metavar="PATH", help="write the run as a JSON report to PATH"
+    )
+    run.add_argument(
+        "--markdown", type=Path, metavar="PATH", help="write a Markdown summary to PATH"
+    )
 
     validate = commands.add_parser(
         "validate", help="check an eval.yaml and its cases without running"
     )
     validate.add_argument("eval_yaml")
+
+    commands.add_parser("schema", help="print the JSON Schema of eval.yaml (for editor completion)")
 
     db = commands.add_parser("db", help="store administration")
     db_commands = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
@@ -77,6 +92,26 @@ def _parser() -> argparse.ArgumentParser:
     # `list` is optional: bare `tracescore evaluators` kept its meaning.
     evaluators.add_subparsers(dest="evaluators_command", parser_class=_Parser).add_parser(
         "list", help="list the available evaluator types (the default)"
+    )
+
+    runs = commands.add_parser("runs", help="list recent runs in the store")
+    runs.add_argument("--suite", help="only runs of this suite")
+    runs.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    runs.add_argument("--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)")
+
+    inspect = commands.add_parser(
+        "inspect", help="show a stored run's traces as span trees, with its scores"
+    )
+    inspect.add_argument("run_id", help="a run id from `tracescore runs`, or `latest`")
+    inspect.add_argument(
+        "--case", action="append", default=[], help="only this case id (repeatable)"
+    )
+    inspect.add_argument(
+        "--variant", action="append", default=[], help="only this variant (repeatable)"
+    )
+    inspect.add_argument("--suite", help="with `latest`: the latest run of this suite")
+    inspect.add_argument(
+        "--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)"
     )
 
     collector = commands.add_parser("collector", help="the OTLP collector")
@@ -104,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     suite = load_suite(args.eval_yaml)
+    reports = {"--junit": args.junit, "--json": args.json, "--markdown": args.markdown}
+    check_report_paths(reports)
     url = store_url(args.store)
     store = open_store(url)
     try:
@@ -118,6 +155,15 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         print_summary(console, record, [e.name for e in suite.evaluators], store.location)
     finally:
         store.close()
+    written = write_reports(
+        record,
+        [e.name for e in suite.evaluators],
+        junit=args.junit,
+        json=args.json,
+        markdown=args.markdown,
+    )
+    for path in written:
+        console.print(f"Report written to {path}", markup=False, highlight=False)
     counts = record.counts()
     return EXIT_OK if counts["failed"] == 0 and counts["error"] == 0 else EXIT_FAILED
 
@@ -130,6 +176,12 @@ def _validate(args: argparse.Namespace, console: Console) -> int:
         markup=False,
         highlight=False,
     )
+    return EXIT_OK
+
+
+def _schema(_: argparse.Namespace, __: Console) -> int:
+    # Not through rich: the output is redirected to a file and must be exact JSON.
+    sys.stdout.write(eval_json_schema_text())
     return EXIT_OK
 
 
@@ -206,6 +258,31 @@ def _collector(args: argparse.Namespace, _: Console) -> int:
     return EXIT_OK
 
 
+def _runs(args: argparse.Namespace, console: Console) -> int:
+    store = open_store(store_url(args.store))
+    try:
+        summaries = list_runs(store, args.suite, args.limit)
+    finally:
+        store.close()
+    if not summaries:
+        scope = f" of suite {args.suite!r}" if args.suite else ""
+        console.print(f"no runs{scope} in {store.location}", markup=False, highlight=False)
+        return EXIT_OK
+    console.print(runs_table(summaries))
+    return EXIT_OK
+
+
+def _inspect(args: argparse.Namespace, console: Console) -> int:
+    store = open_store(store_url(args.store))
+    try:
+        run = resolve_run(store, args.run_id, args.suite)
+        cases = select_cases(run, args.case, args.variant)
+        print_inspection(console, store, run, cases)
+    finally:
+        store.close()
+    return EXIT_OK
+
+
 def _evaluators(_: argparse.Namespace, console: Console) -> int:
     types = sorted(registered().items())
     sources = {name: evaluator_source(name) for name, _ in types}
@@ -237,9 +314,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers = {
             "run": _run,
             "validate": _validate,
+            "schema": _schema,
             "db": _db_init,
             "evaluators": _evaluators,
             "collector": _collector,
+            "runs": _runs,
+            "inspect": _inspect,
         }
         return handlers[args.command](args, console)
     except TracescoreError as exc:
