@@ -16,6 +16,15 @@ from tracescore.collector.store import DEFAULT_DATABASE, STORE_ENV, open_store, 
 from tracescore.schemas.ddl import migrations, setup_statements
 from tracescore.schemas.errors import ConfigError, TracescoreError
 from tracescore.schemas.suite import eval_json_schema_text
+from tracescore.scoring.compare import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_THRESHOLD,
+    compare_runs,
+    compare_variants,
+    gate_comparison,
+    print_comparison,
+    print_gate,
+)
 from tracescore.scoring.config import load_suite
 from tracescore.scoring.evaluators import evaluator_source, plugin_failures, registered
 from tracescore.scoring.inspection import print_inspection, runs_table, select_cases
@@ -113,6 +122,82 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)"
     )
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare two stored runs (or two variants of one run) per evaluator",
+        description="Two runs: cases are paired by (case id, variant); A is the baseline, "
+        "B the candidate, delta = B - A, with a paired-bootstrap 95% CI. One run and two "
+        "--variant: the first variant is A, the second B, paired by case id. Errored and "
+        "skipped scores are left out of their evaluator's pairing. Runs over different "
+        "datasets are refused unless --force.",
+    )
+    compare.add_argument("run_a", help="baseline run id from `tracescore runs`, or `latest`")
+    compare.add_argument(
+        "run_b",
+        nargs="?",
+        help="candidate run id, or `latest`; omit it to compare two --variant of RUN_A",
+    )
+    compare.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="with two runs: only this variant (repeatable); with one run: give exactly two, "
+        "baseline first",
+    )
+    compare.add_argument("--suite", help="with `latest`: the latest run of this suite")
+    compare.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    compare.add_argument(
+        "--resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help=f"bootstrap resamples (default {DEFAULT_RESAMPLES})",
+    )
+    compare.add_argument(
+        "--force", action="store_true", help="compare runs even if their dataset hashes differ"
+    )
+    compare.add_argument(
+        "--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)"
+    )
+
+    ci = commands.add_parser(
+        "ci",
+        help="gate CI: exit 1 when a candidate run regressed against a baseline run",
+        description="Compares like `tracescore compare` (pairing by case id and variant) and "
+        "fails (exit 1) only when an evaluator dropped by more than --threshold with a 95% "
+        "CI entirely below zero, or when more than --max-flips cases went from pass to fail. "
+        "Drops within run-to-run noise are printed as notes. Exit 2 on usage errors, "
+        "including runs over different datasets (unless --force). The baseline is a stored "
+        "run id or `latest`; choosing it by git ref or a promoted baseline is not supported.",
+    )
+    ci.add_argument("--baseline", required=True, help="baseline run id, or `latest` (no git refs)")
+    ci.add_argument(
+        "--candidate", default="latest", help="candidate run id, or `latest` (the default)"
+    )
+    ci.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"largest tolerated drop of an evaluator's mean (default {DEFAULT_THRESHOLD})",
+    )
+    ci.add_argument(
+        "--max-flips",
+        type=int,
+        metavar="N",
+        help="also fail when more than N cases flip from pass to fail (default: no limit)",
+    )
+    ci.add_argument("--suite", help="with `latest`: the latest run of this suite")
+    ci.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    ci.add_argument(
+        "--resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help=f"bootstrap resamples (default {DEFAULT_RESAMPLES})",
+    )
+    ci.add_argument(
+        "--force", action="store_true", help="compare runs even if their dataset hashes differ"
+    )
+    ci.add_argument("--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)")
 
     collector = commands.add_parser("collector", help="the OTLP collector")
     collector_commands = collector.add_subparsers(
@@ -283,6 +368,50 @@ def _inspect(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _compare(args: argparse.Namespace, console: Console) -> int:
+    store = open_store(store_url(args.store))
+    try:
+        run_a = resolve_run(store, args.run_a, args.suite)
+        if args.run_b is None:
+            if len(args.variant) != 2:
+                raise ConfigError(
+                    "compare: give a second run, or exactly two --variant to compare "
+                    "within one run (baseline first)"
+                )
+            comparison = compare_variants(
+                run_a, args.variant[0], args.variant[1], seed=args.seed, resamples=args.resamples
+            )
+        else:
+            comparison = compare_runs(
+                run_a,
+                resolve_run(store, args.run_b, args.suite),
+                variants=args.variant,
+                seed=args.seed,
+                resamples=args.resamples,
+                force=args.force,
+            )
+    finally:
+        store.close()
+    print_comparison(console, comparison)
+    return EXIT_OK
+
+
+def _ci(args: argparse.Namespace, console: Console) -> int:
+    store = open_store(store_url(args.store))
+    try:
+        baseline = resolve_run(store, args.baseline, args.suite)
+        candidate = resolve_run(store, args.candidate, args.suite)
+    finally:
+        store.close()
+    comparison = compare_runs(
+        baseline, candidate, seed=args.seed, resamples=args.resamples, force=args.force
+    )
+    result = gate_comparison(comparison, args.threshold, args.max_flips)
+    print_comparison(console, comparison)
+    print_gate(console, result)
+    return EXIT_FAILED if result.regressed else EXIT_OK
+
+
 def _evaluators(_: argparse.Namespace, console: Console) -> int:
     types = sorted(registered().items())
     sources = {name: evaluator_source(name) for name, _ in types}
@@ -320,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "collector": _collector,
             "runs": _runs,
             "inspect": _inspect,
+            "compare": _compare,
+            "ci": _ci,
         }
         return handlers[args.command](args, console)
     except TracescoreError as exc:
