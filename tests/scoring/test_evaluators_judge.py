@@ -37,7 +37,7 @@ ASSERTIONS = ["names Paris", "cites a source", "is one sentence"]
 
 @pytest.fixture(autouse=True)
 def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "placeholder-for-tests")
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
 
 
@@ -414,7 +414,7 @@ def test_api_key_env_names_the_variable(
     llm: StandinLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY")
-    monkeypatch.setenv("JUDGE_KEY", "sk-other")
+    monkeypatch.setenv("JUDGE_KEY", "other-placeholder")
     llm.reply = answer({"reasoning": "ok", "score": 1})
     score = run(judge(llm, tmp_path, api_key_env="JUDGE_KEY"))
     assert score.passed is True
@@ -559,7 +559,7 @@ def test_failed_judge_call_span_has_error_status(
 def test_sdk_client_spans_are_off(tmp_path: Path) -> None:
     # The judge's span is the GenAI client span; the SDK's own would be a second one.
     evaluator = judge(None, tmp_path)
-    client = evaluator._client_for("sk-ant-test")
+    client = evaluator._client_for("placeholder-for-tests")
     try:
         assert client.open_telemetry["traces"]["enabled"] is False
     finally:
