@@ -14,16 +14,10 @@ from typing import Any
 from pydantic import Field
 
 from tracescore.schemas.errors import ConfigError
-from tracescore.schemas.scores import Score
-from tracescore.schemas.suite import Case
-from tracescore.schemas.trace import Trace
 from tracescore.scoring.evaluators.base import EvaluatorParams, register
 from tracescore.scoring.evaluators.text import (
     ReferenceMetricParams,
-    _best,
-    _metric,
     _ReferenceMetric,
-    _shorten,
 )
 
 INSTALL_HINT = "semantic_similarity needs the optional extra: pip install 'tracescore[semantic]'"
@@ -112,17 +106,6 @@ class SemanticSimilarity(_ReferenceMetric):
     def metric(candidate: str, reference: str) -> float:
         return similarities(candidate, [reference])[0]
 
-    def score(self, trace: Trace, case: Case) -> Score:
-        # As _ReferenceMetric.score, but all references are embedded in one call.
-        p = self.params
-        assert isinstance(p, SemanticSimilarityParams)
-        references = self.expected_values(p.reference, case, p.case_key)
-        if not references:
-            return self.nothing_to_check(p.case_key)
-        output = self.final_output(trace)
-        if isinstance(output, Score):
-            return output
-        value, best = _best(list(zip(similarities(output, references), references, strict=True)))
-        return _metric(
-            self, value, p.threshold, f"{self.label} of {_shorten(output)!r} vs {_shorten(best)!r}"
-        )
+    def metrics(self, candidate: str, references: list[str]) -> list[float]:
+        # All references embedded in one call.
+        return similarities(candidate, references)

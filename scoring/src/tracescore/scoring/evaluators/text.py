@@ -273,6 +273,10 @@ class _ReferenceMetric(Evaluator):
     def metric(candidate: str, reference: str) -> float:
         raise NotImplementedError
 
+    def metrics(self, candidate: str, references: list[str]) -> list[float]:
+        """The metric against each reference; a model-backed metric batches them."""
+        return [self.metric(candidate, reference) for reference in references]
+
     def score(self, trace: Trace, case: Case) -> Score:
         p = self.params
         assert isinstance(p, ReferenceMetricParams)
@@ -282,8 +286,7 @@ class _ReferenceMetric(Evaluator):
         output = self.final_output(trace)
         if isinstance(output, Score):
             return output
-        output = output
-        value, best = _best([(self.metric(output, ref), ref) for ref in references])
+        value, best = _best(list(zip(self.metrics(output, references), references, strict=True)))
         return _metric(
             self, value, p.threshold, f"{self.label} of {_shorten(output)!r} vs {_shorten(best)!r}"
         )
