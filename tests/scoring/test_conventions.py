@@ -9,43 +9,10 @@ from typing import Any
 
 import pytest
 
-from tracescore.schemas.spans import LogRecord, Span, SpanEvent
+from tests.scoring.test_reconstruct import TRACE_ID, span
+from tracescore.schemas.spans import LogRecord, SpanEvent
 from tracescore.scoring.messages import finish_reason
 from tracescore.scoring.reconstruct import reconstruct
-
-TRACE_ID = "5b8efff798038103d269b633813fc60c"
-
-
-def span(
-    span_id: str,
-    parent: str = "",
-    *,
-    name: str = "work",
-    start: int = 0,
-    duration: int = 100,
-    attributes: dict[str, str] | None = None,
-    events: tuple[SpanEvent, ...] = (),
-    scope: str = "test",
-    status: str = "Unset",
-) -> Span:
-    return Span(
-        trace_id=TRACE_ID,
-        span_id=span_id,
-        parent_span_id=parent,
-        trace_state="",
-        name=name,
-        kind="Client",
-        service_name="agent",
-        start_ns=start,
-        duration_ns=duration,
-        status_code=status,
-        status_message="",
-        resource_attributes={},
-        scope_name=scope,
-        scope_version="",
-        attributes=attributes or {},
-        events=events,
-    )
 
 
 def log(span_id: str, event: str, body: Any, at: int = 0) -> LogRecord:

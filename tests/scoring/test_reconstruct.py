@@ -2,7 +2,7 @@
 
 import json
 
-from tracescore.schemas.spans import Span
+from tracescore.schemas.spans import Span, SpanEvent
 from tracescore.schemas.trace import SpanNode
 from tracescore.scoring.reconstruct import build_tree, operation_of, reconstruct
 
@@ -20,6 +20,8 @@ def span(
     status: str = "Unset",
     status_message: str = "",
     service: str = "agent",
+    scope: str = "test",
+    events: tuple[SpanEvent, ...] = (),
 ) -> Span:
     return Span(
         trace_id=TRACE_ID,
@@ -34,9 +36,10 @@ def span(
         status_code=status,
         status_message=status_message,
         resource_attributes={"service.name": service},
-        scope_name="test",
+        scope_name=scope,
         scope_version="",
         attributes=attributes or {},
+        events=events,
     )
 
 
