@@ -485,7 +485,7 @@ def test_a_suite_runs_against_a_running_collector_through_its_query_port(
 
     # Without the token the span tables are read-only: the run says why, per case.
     refused = _run_demo_case(tmp_path, f"clickhouse://127.0.0.1:{served.query_port}/otel")
-    assert refused.returncode == 1, refused.stderr
+    assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "could not be written to" in refused.stdout
     assert "auth token" in refused.stdout
 

@@ -42,6 +42,8 @@ class Checked:
     message: str = ""
     truncated: int = 0
     trace_ids: set[bytes] = field(default_factory=set)
+    request: Any = None
+    """The parsed request, as checked (what ``payload`` encodes)."""
 
 
 def check_traces(body: bytes, limits: Limits, *, collect_trace_ids: bool = False) -> Checked:
@@ -157,6 +159,7 @@ def _checked(
         message=_rejection_message(rejected, noun),
         truncated=truncated,
         trace_ids=trace_ids,
+        request=request,
     )
 
 

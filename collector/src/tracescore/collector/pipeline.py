@@ -49,6 +49,9 @@ from tracescore.schemas.errors import TracescoreError
 log = logging.getLogger(__name__)
 
 TraceListener = Callable[[set[bytes]], None]
+AcceptedListener = Callable[[ExportTraceServiceRequest], None]
+"""Called with each traces request once it is durably spooled (so it will be stored),
+already parsed and checked: in-process consumers need not parse it again."""
 
 
 class Signal(StrEnum):
@@ -112,11 +115,14 @@ class IngestPipeline:
         *,
         metrics: CollectorMetrics | None = None,
         on_traces: TraceListener | None = None,
+        on_accepted: AcceptedListener | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics or CollectorMetrics()
         self._on_traces = on_traces
+        self._on_accepted = on_accepted
+        self.log_records_accepted = 0
         self._spools = {
             signal: Spool(
                 settings.spool_dir / signal.value,
@@ -143,10 +149,13 @@ class IngestPipeline:
         self._update_gauges()
 
     # -- receiving ---------------------------------------------------------------------
-    def export(self, signal: Signal, body: bytes, protocol: str) -> Checked:
-        """Validate and durably spool one request; raises OtlpDecodeError or OverloadedError."""
+    def export(self, signal: Signal, body: bytes, protocol: str, *, notify: bool = True) -> Checked:
+        """Validate and durably spool one request; raises OtlpDecodeError or OverloadedError.
+
+        ``notify=False`` keeps the request from the ``on_traces`` listener (an in-process
+        producer whose spans are not what the listener waits for)."""
         check = check_traces if signal is Signal.TRACES else check_logs
-        want_ids = signal is Signal.TRACES and self._on_traces is not None
+        want_ids = signal is Signal.TRACES and self._on_traces is not None and notify
         try:
             checked = check(body, self.settings.limits, collect_trace_ids=want_ids)
         except Exception:
@@ -173,12 +182,16 @@ class IngestPipeline:
                 )
             with self._wake:
                 self._appended += 1
+                if signal is Signal.LOGS:
+                    self.log_records_accepted += checked.accepted
                 if spool.ready_count:
                     self._wake.notify()
             self.metrics.accepted.labels(signal.value, protocol).inc(checked.accepted)
         self.metrics.requests.labels(
             signal.value, protocol, "partial" if checked.rejected else "ok"
         ).inc()
+        if signal is Signal.TRACES and checked.accepted and self._on_accepted is not None:
+            self._on_accepted(checked.request)
         if want_ids and checked.trace_ids and self._on_traces is not None:
             self._on_traces(checked.trace_ids)
         return checked
