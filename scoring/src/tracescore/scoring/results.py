@@ -1,6 +1,7 @@
 """Run and case results, and writing them (with their scores) to the store column-wise."""
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,6 +33,8 @@ class ScoredCase:
     input_tokens: int = 0
     output_tokens: int = 0
     orphan_spans: int = 0
+    cost_usd: float | None = None
+    """Priced model cost of the trace; not stored (the trace has it)."""
 
 
 @dataclass
@@ -63,50 +66,59 @@ def _micros(ns: int) -> int:
 
 
 def write_case(store: Store, run: RunRecord, case: ScoredCase) -> None:
+    write_cases(store, run, [case])
+
+
+def write_cases(store: Store, run: RunRecord, cases: Sequence[ScoredCase]) -> None:
+    """Case rows and their scores, one insert per table for the whole batch."""
+    if not cases:
+        return
     now = _micros(time.time_ns())
+    n = len(cases)
     store.insert_arrow(
         CASE_RESULTS_TABLE,
         pa.table(
             {
-                "RunId": [run.run_id],
-                "Suite": [run.suite],
-                "CaseId": [case.case_id],
-                "Variant": [case.variant],
-                "Repeat": pa.array([case.repeat], pa.uint32()),
-                "TraceId": [case.trace_id],
-                "Status": [case.status],
-                "Error": [case.error or ""],
-                "Input": [case.input],
-                "Output": [case.output],
-                "DurationNs": pa.array([case.duration_ns], pa.uint64()),
-                "SpanCount": pa.array([case.span_count], pa.uint32()),
-                "InputTokens": pa.array([case.input_tokens], pa.uint64()),
-                "OutputTokens": pa.array([case.output_tokens], pa.uint64()),
-                "Timestamp": pa.array([now], _TS),
+                "RunId": [run.run_id] * n,
+                "Suite": [run.suite] * n,
+                "CaseId": [c.case_id for c in cases],
+                "Variant": [c.variant for c in cases],
+                "Repeat": pa.array([c.repeat for c in cases], pa.uint32()),
+                "TraceId": [c.trace_id for c in cases],
+                "Status": [c.status for c in cases],
+                "Error": [c.error or "" for c in cases],
+                "Input": [c.input for c in cases],
+                "Output": [c.output for c in cases],
+                "DurationNs": pa.array([c.duration_ns for c in cases], pa.uint64()),
+                "SpanCount": pa.array([c.span_count for c in cases], pa.uint32()),
+                "InputTokens": pa.array([c.input_tokens for c in cases], pa.uint64()),
+                "OutputTokens": pa.array([c.output_tokens for c in cases], pa.uint64()),
+                "Timestamp": pa.array([now] * n, _TS),
             }
         ),
     )
-    if not case.scores:
+    scored = [(c, s) for c in cases for s in c.scores]
+    if not scored:
         return
-    n = len(case.scores)
-    configs = [case.score_configs.get(s.evaluator, ("", "")) for s in case.scores]
+    m = len(scored)
+    configs = [c.score_configs.get(s.evaluator, ("", "")) for c, s in scored]
     store.insert_arrow(
         SCORES_TABLE,
         pa.table(
             {
-                "Timestamp": pa.array([now] * n, _TS),
-                "TraceId": [case.trace_id] * n,
-                "RunId": [run.run_id] * n,
-                "CaseId": [case.case_id] * n,
-                "Variant": [case.variant] * n,
-                "Evaluator": [s.evaluator for s in case.scores],
-                "EvaluatorType": [c[0] for c in configs],
-                "ConfigHash": [c[1] for c in configs],
-                "Value": pa.array([s.value for s in case.scores], pa.float64()),
-                "Passed": pa.array([s.passed for s in case.scores], pa.bool_()),
-                "Label": [s.label for s in case.scores],
-                "Explanation": [s.explanation for s in case.scores],
-                "Error": [s.error or "" for s in case.scores],
+                "Timestamp": pa.array([now] * m, _TS),
+                "TraceId": [c.trace_id for c, _ in scored],
+                "RunId": [run.run_id] * m,
+                "CaseId": [c.case_id for c, _ in scored],
+                "Variant": [c.variant for c, _ in scored],
+                "Evaluator": [s.evaluator for _, s in scored],
+                "EvaluatorType": [t for t, _ in configs],
+                "ConfigHash": [h for _, h in configs],
+                "Value": pa.array([s.value for _, s in scored], pa.float64()),
+                "Passed": pa.array([s.passed for _, s in scored], pa.bool_()),
+                "Label": [s.label for _, s in scored],
+                "Explanation": [s.explanation for _, s in scored],
+                "Error": [s.error or "" for _, s in scored],
             }
         ),
     )

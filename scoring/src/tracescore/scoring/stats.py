@@ -344,6 +344,10 @@ def _named(
     return sorted(comparison.items())
 
 
+# Means of pass/fail over n cases differ from the exact fraction by a few ulps.
+_ROUNDING = 1e-9
+
+
 def gate(
     comparison: Comparison | Mapping[str, Comparison],
     threshold: float,
@@ -356,8 +360,9 @@ def gate(
     comparison (names label the messages; a single comparison uses its ``name``).
     An evaluator regresses only when both hold:
 
-    * its drop ``-delta`` is greater than ``threshold`` (a practical-size test: small
-      drops are tolerated however certain), and
+    * its drop ``-delta`` is at least ``threshold`` (a practical-size test: smaller
+      drops are tolerated however certain; "at least", up to float rounding, so a
+      regression exactly the size of the threshold is caught), and
     * its interval lies entirely below zero (``ci_high < 0``: a significance test, so
       that run-to-run noise in a non-deterministic agent does not fail the build).
 
@@ -377,16 +382,16 @@ def gate(
     reasons: list[str] = []
     notes: list[str] = []
     for label, item in _named(comparison):
-        drop = -item.delta
-        if drop > threshold and item.ci_high < 0.0:
+        large = -item.delta >= threshold - _ROUNDING
+        if large and item.ci_high < 0.0:
             reasons.append(
-                f"{_describe(label, item)} excludes 0; the drop exceeds the threshold "
+                f"{_describe(label, item)} excludes 0; the drop reaches the threshold "
                 f"{threshold:.3f}"
             )
-        elif drop > threshold:
+        elif large:
             notes.append(
                 f"{_describe(label, item)} includes 0; not a regression: the drop "
-                f"exceeds the threshold {threshold:.3f} but is within run-to-run noise"
+                f"reaches the threshold {threshold:.3f} but is within run-to-run noise"
             )
         if item.unpaired:
             notes.append(

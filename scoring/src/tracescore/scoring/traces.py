@@ -75,3 +75,49 @@ def paused_gc() -> Iterator[None]:
             _gc_holders -= 1
             if _gc_holders == 0 and _gc_was_enabled:
                 gc.enable()
+
+
+class SharedLoader:
+    """``load_traces`` for many threads at once, one query for all who are waiting.
+
+    A store serializes its queries, and a query's fixed cost dwarfs the rows of one
+    trace: threads that each fetch their own trace queue up behind each other. Here
+    the first waiting thread becomes the leader and fetches every id requested so far
+    in one batch; the others wait for its result. Whoever arrives during that fetch is
+    served by the next leader, so batches grow with the load and add no delay when
+    there is none.
+    """
+
+    def __init__(self, store: Store, prices: PriceTable) -> None:
+        self.store = store
+        self.prices = prices
+        self._lock = threading.Condition()
+        self._wanted: list[str] = []
+        self._results: dict[str, Trace | BaseException] = {}
+        self._fetching = False
+
+    def load(self, trace_id: str) -> Trace:
+        with self._lock:
+            self._wanted.append(trace_id)
+            while trace_id not in self._results:
+                if self._fetching:
+                    self._lock.wait()
+                    continue
+                batch, self._wanted = self._wanted, []
+                self._fetching = True
+                self._lock.release()
+                try:
+                    outcome: dict[str, Trace | BaseException] = dict(
+                        load_traces(self.store, batch, self.prices)
+                    )
+                except BaseException as exc:  # every waiter must hear of it, then re-raise
+                    outcome = dict.fromkeys(batch, exc)
+                finally:
+                    self._lock.acquire()
+                    self._fetching = False
+                self._results.update(outcome)
+                self._lock.notify_all()
+            result = self._results.pop(trace_id)
+        if isinstance(result, BaseException):
+            raise result
+        return result
