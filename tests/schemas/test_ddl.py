@@ -103,6 +103,7 @@ def test_tracescore_tables_replace_instead_of_duplicating(store: Store) -> None:
         "tracescore_case_results": "ReplacingMergeTree",
         "tracescore_scores": "ReplacingMergeTree",
         "tracescore_schema_migrations": "ReplacingMergeTree",
+        "tracescore_baselines": "ReplacingMergeTree",
     }
     sorting = store.query(
         "SELECT sorting_key FROM system.tables WHERE database = {db:String} "
@@ -295,6 +296,7 @@ _CLUSTER_TABLES = [
     "tracescore_case_results",
     "tracescore_scores",
     LOGS_TABLE,
+    "tracescore_baselines",
 ]
 
 
@@ -355,6 +357,7 @@ def test_cluster_tables_are_replicated_locals_behind_distributed_tables(store: S
         "tracescore_case_results": ("ReplacingMergeTree", "Timestamp", "cityHash64(RunId)"),
         "tracescore_scores": ("ReplacingMergeTree", "Timestamp", "cityHash64(TraceId)"),
         LOGS_TABLE: ("MergeTree", "", "rand()"),
+        "tracescore_baselines": ("ReplacingMergeTree", "PromotedAt", "cityHash64(Suite)"),
     }
     seen: set[str] = set()
     for plain, rendered in _single_and_cluster(db):

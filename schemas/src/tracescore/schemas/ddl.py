@@ -38,6 +38,7 @@ LOGS_TABLE = "otel_logs"
 RUNS_TABLE = "tracescore_runs"
 CASE_RESULTS_TABLE = "tracescore_case_results"
 SCORES_TABLE = "tracescore_scores"
+BASELINES_TABLE = "tracescore_baselines"
 MIGRATIONS_TABLE = "tracescore_schema_migrations"
 
 LOCAL_SUFFIX = "_local"

@@ -65,14 +65,51 @@ def _summary(row: dict[str, Any]) -> RunSummary:
     )
 
 
-def _has_runs_table(store: Store) -> bool:
-    # A store nothing was run against yet has no tables (or no database) to query;
-    # reading it must say "no runs", not fail with ClickHouse's UNKNOWN_DATABASE.
+def has_table(store: Store, table: str) -> bool:
+    """Whether ``table`` exists in the store's database.
+
+    A store nothing was run against yet has no tables (or no database) to query;
+    reading it must say "no runs", not fail with ClickHouse's UNKNOWN_DATABASE.
+    """
     rows = store.query(
         "SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-        {"db": store.database, "t": RUNS_TABLE},
+        {"db": store.database, "t": table},
     )
     return bool(rows and rows[0]["n"])
+
+
+def _has_runs_table(store: Store) -> bool:
+    return has_table(store, RUNS_TABLE)
+
+
+def run_exists(store: Store, run_id: str) -> bool:
+    """Whether ``run_id`` names a stored run (finished, or in progress with cases)."""
+    if not _has_runs_table(store):
+        return False
+    rows = store.query(
+        f"""
+        SELECT (SELECT count() FROM {store.db}.{RUNS_TABLE} WHERE RunId = {{rid:String}})
+             + (SELECT count() FROM {store.db}.{CASE_RESULTS_TABLE} WHERE RunId = {{rid:String}})
+            AS n
+        """,
+        {"rid": run_id},
+    )
+    return bool(rows and rows[0]["n"])
+
+
+def runs_at_commit(store: Store, suite: str, git_sha: str) -> list[RunSummary]:
+    """Every run of ``suite`` made at commit ``git_sha`` (full hex), newest first."""
+    if not _has_runs_table(store):
+        return []
+    sql = f"""
+        SELECT * FROM (
+            SELECT {_RUN_COLUMNS} FROM {store.db}.{RUNS_TABLE}
+            WHERE Suite = {{suite:String}} AND GitSha = {{sha:String}}
+            ORDER BY FinishedAt DESC LIMIT 1 BY RunId
+        )
+        ORDER BY StartedUs DESC, RunId DESC
+    """
+    return [_summary(row) for row in store.query(sql, {"suite": suite, "sha": git_sha})]
 
 
 def list_runs(store: Store, suite: str | None = None, limit: int = 20) -> list[RunSummary]:
