@@ -10,13 +10,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from tracescore.schemas.errors import ConfigError
-from tracescore.schemas.suite import Case, SuiteConfig
+from tracescore.schemas.suite import Case, SuiteConfig, SystemConfig
 from tracescore.scoring.evaluators import Evaluator, build_evaluator
 
 Loc = tuple[str | int, ...]
@@ -171,7 +171,20 @@ def _first_error(exc: ValidationError) -> tuple[Loc, str]:
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return tuple(first["loc"]), _message(first) + more
+    return _without_union_tag(tuple(first["loc"])), _message(first) + more
+
+
+_SYSTEM_TYPES = frozenset(
+    get_args(member.model_fields["type"].annotation)[0] for member in get_args(SystemConfig)
+)
+
+
+def _without_union_tag(loc: Loc) -> Loc:
+    # pydantic puts the chosen member of the `system` union into the location
+    # (system.http.url); the file has no such level, so the error must not either.
+    if len(loc) > 1 and loc[0] == "system" and loc[1] in _SYSTEM_TYPES:
+        return (loc[0], *loc[2:])
+    return loc
 
 
 def _message(error: Any) -> str:
@@ -257,9 +270,13 @@ def load_suite(path: str | Path, *, environ: Mapping[str, str] | None = None) ->
     evaluators = _build_evaluators(config, doc)
 
     cases_path = suite_path.parent / config.cases
-    if not cases_path.is_file():
+    replay_without_cases = config.system.type == "replay" and "cases" not in doc.data
+    if replay_without_cases and not cases_path.is_file():
+        # A replay suite may choose its traces by query: each becomes a case at run time.
+        cases: list[Case] = []
+    elif not cases_path.is_file():
         raise doc.error(("cases",), f"cases file not found: {cases_path}")
-    if cases_path.suffix.lower() == ".jsonl":
+    elif cases_path.suffix.lower() == ".jsonl":
         cases = _load_jsonl_cases(cases_path, env)
     else:
         cases = _load_yaml_cases(cases_path, env)
@@ -343,7 +360,9 @@ def suite_from(
         raise _located_error(None, None, *_first_error(exc)) from None
     evaluators = _build_evaluators(suite_config, None)
 
-    if isinstance(cases, str | bytes | Mapping) or not cases:
+    if isinstance(cases, str | bytes | Mapping) or (
+        not cases and suite_config.system.type != "replay"
+    ):
         raise ConfigError("cases: expected a non-empty list of cases")
     built: list[Case] = []
     for i, item in enumerate(cases):
