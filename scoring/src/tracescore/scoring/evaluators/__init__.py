@@ -3,6 +3,7 @@
 from tracescore.scoring.evaluators import budgets, external, structure, text, trajectory
 from tracescore.scoring.evaluators import judge as judge
 from tracescore.scoring.evaluators import semantic as semantic
+from tracescore.scoring.evaluators import workspace as workspace
 from tracescore.scoring.evaluators.base import (
     BUILT_IN,
     Evaluator,

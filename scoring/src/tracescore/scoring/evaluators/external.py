@@ -5,6 +5,7 @@ import inspect
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from tracescore.schemas.suite import Case
 from tracescore.schemas.trace import Trace
 from tracescore.scoring.evaluators.base import Evaluator, EvaluatorParams, TraceField, register
 from tracescore.scoring.evaluators.plugins import _awaited, _run_coroutine, to_score
+from tracescore.scoring.evaluators.workspace import WORKSPACE_ENV, current_workspace
 
 
 def _shorten(text: str, limit: int = 200) -> str:
@@ -102,11 +104,14 @@ TRACE_FILE_ENV = "TRACESCORE_TRACE_FILE"
 
 class CommandParams(EvaluatorParams):
     command: list[str] = Field(min_length=1)
-    """argv (no shell); items may use ``{output_file}`` (the trace JSON) and ``{case_id}``."""
+    """argv (no shell); items may use ``{output_file}`` (the trace JSON), ``{case_id}``,
+    ``{python}`` (tracescore's interpreter) and ``{workspace}`` (the case's workspace
+    folder, when the suite has one)."""
     timeout_s: float = Field(default=60.0, gt=0)
     requires: list[TraceField] = Field(default_factory=list)
     """Trace fields without which the command is not run (the Score names the missing one)."""
     cwd: str | None = None
+    """Default: the case's workspace, if any; a relative path is inside the workspace."""
     env: dict[str, str] = Field(default_factory=dict)
 
 
@@ -139,6 +144,13 @@ def _last_line(*texts: str) -> str:
     return ""
 
 
+def _working_folder(cwd: str | None, workspace: Path | None) -> Path | None:
+    # The case's workspace is where the SUT worked, so a test command belongs there.
+    if workspace is None:
+        return Path(cwd) if cwd is not None else None
+    return workspace / cwd if cwd is not None else workspace
+
+
 @register
 class Command(Evaluator):
     type_name = "command"
@@ -154,17 +166,24 @@ class Command(Evaluator):
         assert isinstance(p, CommandParams)
         if (missing := self.require(trace)) is not None:
             return missing
-        if p.cwd is not None and not Path(p.cwd).is_dir():
-            return Score.failure(self.name, f"params.cwd {p.cwd!r} is not a directory")
+        workspace = current_workspace.get()
+        cwd = _working_folder(p.cwd, workspace)
+        if cwd is not None and not cwd.is_dir():
+            return Score.failure(self.name, f"params.cwd {str(cwd)!r} is not a directory")
         with tempfile.TemporaryDirectory(prefix="tracescore-") as folder:
             path = Path(folder) / "trace.json"
             path.write_text(json.dumps(trace_payload(trace, case), default=str), "utf-8")
             # str.replace, not str.format: argv items (e.g. `python -c`) may hold braces.
             argv = [
-                arg.replace("{output_file}", str(path)).replace("{case_id}", case.id)
+                arg.replace("{output_file}", str(path))
+                .replace("{case_id}", case.id)
+                .replace("{workspace}", str(workspace or ""))
+                .replace("{python}", sys.executable)
                 for arg in p.command
             ]
             env = {**os.environ, **p.env, TRACE_FILE_ENV: str(path)}
+            if workspace is not None:
+                env[WORKSPACE_ENV] = str(workspace)
             try:
                 done = subprocess.run(
                     argv,
@@ -172,7 +191,7 @@ class Command(Evaluator):
                     text=True,
                     errors="replace",
                     timeout=p.timeout_s,
-                    cwd=p.cwd,
+                    cwd=cwd,
                     env=env,
                     check=False,
                 )
