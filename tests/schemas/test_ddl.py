@@ -307,6 +307,12 @@ def _format(store: Store, sql: str) -> str:
     return formatted
 
 
+def _sql_start(statement: str) -> str:
+    """The statement without its leading comment lines."""
+    lines = statement.splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("--")).lstrip()
+
+
 def _single_and_cluster(database: str) -> list[tuple[str, list[str]]]:
     """Each single-server statement with the cluster statements it renders to."""
     pairs: list[tuple[str, list[str]]] = []
@@ -314,8 +320,9 @@ def _single_and_cluster(database: str) -> list[tuple[str, list[str]]]:
         assert (plain.version, plain.name) == (rendered.version, rendered.name)
         remaining = list(rendered.statements)
         for statement in plain.statements:
-            # A table becomes a local and a Distributed table; a view stays one view.
-            count = 2 if "CREATE TABLE" in statement else 1
+            # A table (and a column added to one) becomes a local and a Distributed
+            # table; a view stays one view.
+            count = 2 if _sql_start(statement).startswith(("CREATE TABLE", "ALTER TABLE")) else 1
             pairs.append((statement, remaining[:count]))
             remaining = remaining[count:]
         assert remaining == []
@@ -370,6 +377,18 @@ def test_cluster_tables_are_replicated_locals_behind_distributed_tables(store: S
             assert f"FROM {db}.otel_traces_local\n" in formatted
             unclustered = formatted.replace(f" ON CLUSTER {CLUSTER}", "")
             assert unclustered.replace("_local", "") == plain_formatted
+            continue
+        if _sql_start(plain).startswith("ALTER TABLE"):
+            # The column goes to the local table on every node and to the Distributed one.
+            local, distributed = (" ".join(_format(store, s).split()) for s in rendered)
+            flat = " ".join(plain_formatted.split())
+            table = flat.split(" ")[2].rsplit(".", 1)[1]
+            assert local == flat.replace(
+                f"{db}.{table} ", f"{db}.{table}_local ON CLUSTER {CLUSTER} ", 1
+            )
+            assert distributed == flat.replace(
+                f"{db}.{table} ", f"{db}.{table} ON CLUSTER {CLUSTER} ", 1
+            )
             continue
         local, distributed = rendered
         table = plain_formatted.splitlines()[0].rsplit(".", 1)[1]

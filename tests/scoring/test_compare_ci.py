@@ -234,3 +234,26 @@ def test_gate_on_verdict_only_evaluators_uses_the_pass_rate(store: Store) -> Non
     assert judge.values is None and judge.pass_rate is not None
     result = gate_comparison(comparison, 0.05)
     assert result.regressed and result.reasons[0].startswith("judge pass rate: dropped 0.300")
+
+
+def test_cost_is_compared_over_cases_priced_on_both_sides(store: Store) -> None:
+    base, cand = _record("r-cost-a", T0, "ds", ["v"]), _record("r-cost-b", T0 + 1, "ds", ["v"])
+    runs: list[tuple[RunRecord, list[float | None]]] = [
+        (base, [0.002, 0.004, None]),
+        (cand, [0.003, 0.006, 0.5]),
+    ]
+    for run, costs in runs:
+        for i, cost in enumerate(costs):
+            case = _case(f"c{i}", "v", True, 100, 10)
+            case.cost_usd = cost
+            run.cases.append(case)
+            write_case(store, run, case)
+        write_run(store, run)
+
+    loaded = load_run(store, "r-cost-b")
+    assert sorted((c.cost_usd or 0.0) for c in loaded.cases) == [0.003, 0.006, 0.5]
+    comparison = compare_runs(load_run(store, "r-cost-a"), loaded)
+    priced = comparison.metrics["cost (USD)"]
+    # c2 is unpriced in the baseline: left out, not counted as free.
+    assert priced.mean_a == pytest.approx(0.003) and priced.mean_b == pytest.approx(0.0045)
+    assert any("cost compared over the 2 of 3 paired cases" in n for n in comparison.notes)

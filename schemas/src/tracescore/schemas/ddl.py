@@ -142,6 +142,10 @@ _CREATE_VIEW = re.compile(
     rf"\s+TO\s+({_NAME})\.({_NAME})\s+AS\s+SELECT\b",
     re.IGNORECASE,
 )
+_ADD_COLUMN = re.compile(
+    rf"\A\s*ALTER\s+TABLE\s+({_NAME})\.({_NAME})\s+ADD\s+COLUMN\s+IF\s+NOT\s+EXISTS\b",
+    re.IGNORECASE,
+)
 _QUALIFIED = re.compile(rf"({_NAME})\.({_NAME})")
 _SOURCE = re.compile(r"\b(?:FROM|JOIN)\s+", re.IGNORECASE)
 
@@ -174,6 +178,8 @@ class _ClusterRenderer:
             return self._table(sql, masked, match, where)
         if match := _CREATE_VIEW.match(masked):
             return [self._view(sql, masked, match, where)]
+        if match := _ADD_COLUMN.match(masked):
+            return self._add_column(sql, match, where)
         raise ConfigError(f"{where}: cannot render this statement for a cluster: {_head(sql)}")
 
     def _table(self, sql: str, masked: str, match: re.Match[str], where: str) -> list[str]:
@@ -223,6 +229,18 @@ class _ClusterRenderer:
         )
         self.tables.add(table)
         return [local_sql, distributed_sql]
+
+    def _add_column(self, sql: str, match: re.Match[str], where: str) -> list[str]:
+        """A column added to a table is added to its local table on every node and to
+        the Distributed table over it (which does not follow its source by itself)."""
+        table = self._name_in_database(sql, match, 1, where)
+        if table not in self.tables:
+            raise ConfigError(f"{where}: ALTER TABLE {table}: not a table our migrations made")
+        rest = sql[match.end(2) :]
+        return [
+            f"ALTER TABLE {self.db}.{table}{LOCAL_SUFFIX} ON CLUSTER {self.cluster}{rest}",
+            f"ALTER TABLE {self.db}.{table} ON CLUSTER {self.cluster}{rest}",
+        ]
 
     def _first_sort_column(self, sql: str, masked: str, start: int, where: str) -> str:
         clauses = [

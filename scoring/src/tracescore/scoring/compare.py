@@ -217,6 +217,23 @@ def _compare(
     ):
         ma, mb = metric(read)
         metrics[label] = paired_bootstrap(ma, mb, resamples=resamples, seed=seed, name=label)
+    # Cost only where both sides were priced: an unpriced model is not free.
+    priced = [
+        k
+        for k in paired
+        if all(c.cost_usd is not None for side in (side_a, side_b) for c in side[k])
+    ]
+    if priced:
+        ca, cb = (
+            {k: [c.cost_usd or 0.0 for c in side[k]] for k in priced} for side in (side_a, side_b)
+        )
+        label = "cost (USD)"
+        metrics[label] = paired_bootstrap(ca, cb, resamples=resamples, seed=seed, name=label)
+        if len(priced) < len(paired):
+            notes.append(
+                f"cost compared over the {len(priced)} of {len(paired)} paired cases "
+                "priced on both sides (add the others' models under prices:)"
+            )
 
     return RunComparison(
         label_a=label_a,
@@ -329,10 +346,15 @@ def gate_comparison(
 
 
 def _num(value: float) -> str:
+    # Cents of a dollar matter for a case's cost: small values keep 3 significant digits.
+    if 0 < abs(value) < 0.01:
+        return f"{value:.3g}"
     return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
 def _signed(value: float) -> str:
+    if 0 < abs(value) < 0.01:
+        return f"{value:+.3g}"
     return f"{value:+.3f}" if abs(value) < 1000 else f"{value:+,.0f}"
 
 
@@ -347,7 +369,7 @@ def _shown(ids: Sequence[str], limit: int = 20) -> str:
 
 
 def print_comparison(console: Console, comparison: RunComparison) -> None:
-    """The comparison as tables: evaluators, then latency and tokens, then flips."""
+    """The comparison as tables: evaluators, then latency, tokens and cost, then flips."""
     a, b = comparison.label_a, comparison.label_b
     console.print(
         f"{a} (baseline) vs {b} (candidate): {comparison.n_paired} paired cases, "
@@ -376,7 +398,7 @@ def print_comparison(console: Console, comparison: RunComparison) -> None:
         table.add_row(*row)
     console.print(table)
 
-    usage = Table(title="Latency and tokens (means over paired cases)", title_justify="left")
+    usage = Table(title="Latency, tokens and cost (means over paired cases)", title_justify="left")
     for column in ("metric", "mean A", "mean B", "delta", "95% CI"):
         usage.add_column(column, justify="left" if column == "metric" else "right")
     for label, m in comparison.metrics.items():

@@ -34,7 +34,7 @@ class ScoredCase:
     output_tokens: int = 0
     orphan_spans: int = 0
     cost_usd: float | None = None
-    """Priced model cost of the trace; not stored (the trace has it)."""
+    """Priced model cost of the trace; None when no LLM call in it was priced."""
 
 
 @dataclass
@@ -93,6 +93,7 @@ def write_cases(store: Store, run: RunRecord, cases: Sequence[ScoredCase]) -> No
                 "SpanCount": pa.array([c.span_count for c in cases], pa.uint32()),
                 "InputTokens": pa.array([c.input_tokens for c in cases], pa.uint64()),
                 "OutputTokens": pa.array([c.output_tokens for c in cases], pa.uint64()),
+                "CostUsd": pa.array([c.cost_usd for c in cases], pa.float64()),
                 "Timestamp": pa.array([now] * n, _TS),
             }
         ),

@@ -209,7 +209,7 @@ def _load_cases(store: Store, run_id: str) -> list[ScoredCase]:
     case_rows = store.query(
         f"""
         SELECT CaseId, Variant, Repeat, TraceId, Status, Error, Input, Output, DurationNs,
-               SpanCount, InputTokens, OutputTokens
+               SpanCount, InputTokens, OutputTokens, CostUsd
         FROM {store.db}.{CASE_RESULTS_TABLE}
         WHERE RunId = {{rid:String}}
         ORDER BY Timestamp DESC LIMIT 1 BY CaseId, Variant, Repeat
@@ -244,6 +244,7 @@ def _load_cases(store: Store, run_id: str) -> list[ScoredCase]:
             span_count=int(row["SpanCount"]),
             input_tokens=int(row["InputTokens"]),
             output_tokens=int(row["OutputTokens"]),
+            cost_usd=row["CostUsd"],
         )
         mine = sorted(
             scores.get((case.case_id, case.variant, case.trace_id), []),
