@@ -16,6 +16,7 @@ from tracescore.collector.store import DEFAULT_DATABASE, STORE_ENV, open_store, 
 from tracescore.schemas.ddl import migrations, setup_statements
 from tracescore.schemas.errors import ConfigError, TracescoreError
 from tracescore.schemas.suite import eval_json_schema_text
+from tracescore.scoring.baselines import Baseline, promote, resolve_baseline
 from tracescore.scoring.compare import (
     DEFAULT_RESAMPLES,
     DEFAULT_THRESHOLD,
@@ -28,9 +29,10 @@ from tracescore.scoring.compare import (
 from tracescore.scoring.config import load_suite
 from tracescore.scoring.evaluators import evaluator_source, plugin_failures, registered
 from tracescore.scoring.inspection import print_inspection, runs_table, select_cases
-from tracescore.scoring.report import case_line, print_summary
+from tracescore.scoring.progress import RunProgress
+from tracescore.scoring.report import print_summary
 from tracescore.scoring.reports import check_report_paths, write_reports
-from tracescore.scoring.runner import RunOptions, SuiteRunner, tracescore_version
+from tracescore.scoring.runner import RunOptions, Shard, SuiteRunner, tracescore_version
 from tracescore.scoring.runs import list_runs, resolve_run
 
 DEFAULT_COLLECTOR_CONFIG = Path("configs/collector.yaml")
@@ -69,6 +71,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--markdown", type=Path, metavar="PATH", help="write a Markdown summary to PATH"
+    )
+    run.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only the I-th of N slices of the cases (CI machines sharing one store; "
+        "needs --run-id, the same on every shard)",
+    )
+    run.add_argument(
+        "--run-id", metavar="ID", help="the run's id (default: <suite>-<time>-<random>)"
+    )
+    run.add_argument(
+        "--retry-failed",
+        metavar="RUN",
+        help="rerun only the cells of stored run RUN (or `latest`) that errored or never "
+        "ran (stopped, interrupted), into that same run",
+    )
+    run.add_argument(
+        "--no-progress", action="store_true", help="print one line per case, no progress bar"
     )
 
     validate = commands.add_parser(
@@ -132,7 +152,11 @@ def _parser() -> argparse.ArgumentParser:
         "skipped scores are left out of their evaluator's pairing. Runs over different "
         "datasets are refused unless --force.",
     )
-    compare.add_argument("run_a", help="baseline run id from `tracescore runs`, or `latest`")
+    compare.add_argument(
+        "run_a",
+        help="baseline: a run id from `tracescore runs`, `latest`, `promoted` (the promoted "
+        "baseline of RUN_B's suite) or a git ref (git:REF; see `tracescore ci --help`)",
+    )
     compare.add_argument(
         "run_b",
         nargs="?",
@@ -168,9 +192,18 @@ def _parser() -> argparse.ArgumentParser:
         "CI entirely below zero, or when more than --max-flips cases went from pass to fail. "
         "Drops within run-to-run noise are printed as notes. Exit 2 on usage errors, "
         "including runs over different datasets (unless --force). The baseline is a stored "
-        "run id or `latest`; choosing it by git ref or a promoted baseline is not supported.",
+        "run id, `latest`, `promoted` (the run `tracescore promote` last made the "
+        "baseline of the candidate's suite) or a git ref: `git:REF`, or any value that is "
+        "not a stored run id and names a commit of the git repository in the current "
+        "directory; it picks the newest finished run of the candidate's suite made at that "
+        "commit, preferring runs from a clean working tree.",
     )
-    ci.add_argument("--baseline", required=True, help="baseline run id, or `latest` (no git refs)")
+    ci.add_argument(
+        "--baseline",
+        required=True,
+        help="baseline: a run id, `latest`, `promoted`, or a git ref (git:REF, e.g. "
+        "git:origin/main)",
+    )
     ci.add_argument(
         "--candidate", default="latest", help="candidate run id, or `latest` (the default)"
     )
@@ -199,6 +232,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     ci.add_argument("--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)")
 
+    promote = commands.add_parser(
+        "promote",
+        help="make a stored run its suite's baseline (for `ci --baseline promoted`)",
+        description="Records RUN as the baseline of its suite; the newest promotion wins, "
+        "and earlier ones stay in the tracescore_baselines table. Only finished runs are "
+        "promoted unless --force.",
+    )
+    promote.add_argument(
+        "run_id", metavar="RUN", help="a run id from `tracescore runs`, or `latest`"
+    )
+    promote.add_argument("--suite", help="with `latest`: the latest run of this suite")
+    promote.add_argument("--note", default="", help="why (stored with the promotion)")
+    promote.add_argument(
+        "--force", action="store_true", help="promote a run that did not finish (stopped...)"
+    )
+    promote.add_argument(
+        "--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)"
+    )
+
     collector = commands.add_parser("collector", help="the OTLP collector")
     collector_commands = collector.add_subparsers(
         dest="collector_command", required=True, parser_class=_Parser
@@ -226,17 +278,39 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     suite = load_suite(args.eval_yaml)
     reports = {"--junit": args.junit, "--json": args.json, "--markdown": args.markdown}
     check_report_paths(reports)
+    shard = Shard.parse(args.shard) if args.shard else None
+    if args.retry_failed and (shard or args.run_id):
+        raise ConfigError("--retry-failed reruns into that run: it takes no --shard or --run-id")
     url = store_url(args.store)
     store = open_store(url)
     try:
-        runner = SuiteRunner(suite, store, on_case=lambda case: console.print(case_line(case)))
-        options = RunOptions(variants=args.variant, case_ids=args.case)
+        retry_of = (
+            resolve_run(store, args.retry_failed, suite.config.suite) if args.retry_failed else None
+        )
+        progress = RunProgress(console, enabled=not args.no_progress)
+        runner = SuiteRunner(suite, store, on_case=progress.case_done, on_start=progress.start)
+        options = RunOptions(
+            variants=args.variant,
+            case_ids=args.case,
+            shard=shard,
+            run_id=args.run_id,
+            retry_of=retry_of,
+        )
         variants, cases = runner.select(options)
+        scope = f", shard {shard.index}/{shard.count}" if shard else ""
+        repeats = suite.config.repeats
         console.print(
             f"Running suite [bold]{suite.config.suite}[/]: {len(cases)} cases × "
-            f"{len(variants)} variants (store {store.location})"
+            f"{len(variants)} variants"
+            + (f" × {repeats} repeats" if repeats > 1 else "")
+            + f"{scope} (store {store.location})"
         )
-        record = runner.run(options)
+        with progress:
+            record = runner.run(options)
+        if runner.storage_problem:
+            console.print(f"error: {runner.storage_problem}", style="yellow", markup=False)
+        if record.status.startswith("stopped"):
+            console.print(f"[yellow]Run {record.status}[/]; finished cases were kept.")
         print_summary(console, record, [e.name for e in suite.evaluators], store.location)
     finally:
         store.close()
@@ -282,7 +356,13 @@ def _db_init(args: argparse.Namespace, console: Console) -> int:
         store.close()
     done = ", ".join(str(v) for v in applied) if applied else "none (already up to date)"
     where = f"{store.location} on cluster {args.cluster}" if args.cluster else store.location
-    console.print(f"{where}: applied migrations {done}; schema at version {max(versions)}")
+    # One line whatever the width: scripts and logs read it.
+    console.print(
+        f"{where}: applied migrations {done}; schema at version {max(versions)}",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
     return EXIT_OK
 
 
@@ -371,20 +451,24 @@ def _inspect(args: argparse.Namespace, console: Console) -> int:
 def _compare(args: argparse.Namespace, console: Console) -> int:
     store = open_store(store_url(args.store))
     try:
-        run_a = resolve_run(store, args.run_a, args.suite)
         if args.run_b is None:
             if len(args.variant) != 2:
                 raise ConfigError(
                     "compare: give a second run, or exactly two --variant to compare "
                     "within one run (baseline first)"
                 )
+            run_a = resolve_baseline(store, args.run_a, args.suite, flag="RUN_A").run
             comparison = compare_variants(
                 run_a, args.variant[0], args.variant[1], seed=args.seed, resamples=args.resamples
             )
         else:
+            # B first: `promoted` and git refs in RUN_A pick among B's suite's runs.
+            run_b = resolve_run(store, args.run_b, args.suite)
+            baseline = resolve_baseline(store, args.run_a, args.suite or run_b.suite, flag="RUN_A")
+            _print_baseline(console, baseline)
             comparison = compare_runs(
-                run_a,
-                resolve_run(store, args.run_b, args.suite),
+                baseline.run,
+                run_b,
                 variants=args.variant,
                 seed=args.seed,
                 resamples=args.resamples,
@@ -396,20 +480,55 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _print_baseline(console: Console, baseline: Baseline) -> None:
+    console.print(f"Baseline: {baseline.source}", markup=False, highlight=False)
+    for note in baseline.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+
+
 def _ci(args: argparse.Namespace, console: Console) -> int:
     store = open_store(store_url(args.store))
     try:
-        baseline = resolve_run(store, args.baseline, args.suite)
         candidate = resolve_run(store, args.candidate, args.suite)
+        baseline = resolve_baseline(store, args.baseline, args.suite or candidate.suite)
     finally:
         store.close()
+    _print_baseline(console, baseline)
     comparison = compare_runs(
-        baseline, candidate, seed=args.seed, resamples=args.resamples, force=args.force
+        baseline.run, candidate, seed=args.seed, resamples=args.resamples, force=args.force
     )
     result = gate_comparison(comparison, args.threshold, args.max_flips)
     print_comparison(console, comparison)
     print_gate(console, result)
     return EXIT_FAILED if result.regressed else EXIT_OK
+
+
+def _promote(args: argparse.Namespace, console: Console) -> int:
+    store = open_store(store_url(args.store))
+    try:
+        run = resolve_run(store, args.run_id, args.suite)
+        promotion, previous = promote(store, run, note=args.note, force=args.force)
+    finally:
+        store.close()
+    commit = f" at commit {run.git_sha[:12]}" if run.git_sha else ""
+    dirty = " (uncommitted changes)" if run.git_dirty else ""
+    console.print(
+        f"Promoted run {run.run_id}{commit}{dirty} as the baseline of suite {run.suite} "
+        f"({promotion.when})",
+        markup=False,
+        highlight=False,
+    )
+    if previous is None:
+        console.print("Previous baseline: none", markup=False, highlight=False)
+    else:
+        console.print(
+            f"Previous baseline: run {previous.run_id} (promoted {previous.when}"
+            + (f" by {previous.promoted_by}" if previous.promoted_by else "")
+            + ")",
+            markup=False,
+            highlight=False,
+        )
+    return EXIT_OK
 
 
 def _evaluators(_: argparse.Namespace, console: Console) -> int:
@@ -451,6 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "inspect": _inspect,
             "compare": _compare,
             "ci": _ci,
+            "promote": _promote,
         }
         return handlers[args.command](args, console)
     except TracescoreError as exc:

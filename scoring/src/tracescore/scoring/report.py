@@ -5,6 +5,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tracescore.schemas.scores import Score
+from tracescore.scoring.reports.summary import repeat_stats
 from tracescore.scoring.results import RunRecord, ScoredCase
 
 _STATUS_STYLE = {"passed": "green", "failed": "red", "error": "yellow"}
@@ -29,6 +30,8 @@ def case_line(case: ScoredCase) -> Text:
     line.append(f"{case.status:>6} ", style=_STATUS_STYLE[case.status])
     line.append(f"{case.case_id} ")
     line.append(f"[{case.variant}]", style="cyan")
+    if case.repeat:
+        line.append(f" #{case.repeat + 1}", style="cyan")
     line.append(f"  {case.duration_ns / 1e6:.0f} ms, {case.span_count} spans", style="dim")
     if case.orphan_spans:
         line.append(f"  {case.orphan_spans} orphan span(s): parent never arrived", style="yellow")
@@ -49,7 +52,7 @@ def print_summary(console: Console, run: RunRecord, evaluator_names: list[str], 
     for case in run.cases:
         by_name = {s.evaluator: s for s in case.scores}
         cases.add_row(
-            case.case_id,
+            case.case_id + (f" #{case.repeat + 1}" if case.repeat else ""),
             case.variant,
             Text(case.status, style=_STATUS_STYLE[case.status]),
             *[_mark(by_name.get(n)) for n in evaluator_names],
@@ -74,6 +77,11 @@ def print_summary(console: Console, run: RunRecord, evaluator_names: list[str], 
         "case (all evaluators)",
         *[_rate([c.status == "passed" for c in run.cases if c.variant == v]) for v in run.variants],
     )
+    repeated = [repeat_stats(run, v) for v in run.variants]
+    if any(r is not None for r in repeated):
+        k = min(r.k for r in repeated if r is not None)
+        rates.add_row(f"case pass@{k}", *[f"{r.pass_at_k:.0%}" if r else "–" for r in repeated])
+        rates.add_row(f"case pass^{k}", *[f"{r.pass_hat_k:.0%}" if r else "–" for r in repeated])
     console.print(rates)
 
     problems = [c for c in run.cases if c.status != "passed"]

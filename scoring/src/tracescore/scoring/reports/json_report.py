@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tracescore.schemas.scores import Score
-from tracescore.scoring.reports.summary import case_stats, evaluator_stats
+from tracescore.scoring.reports.summary import case_stats, evaluator_stats, repeat_stats
 from tracescore.scoring.reports.text import unicode_safe
 from tracescore.scoring.results import RunRecord, ScoredCase
 
@@ -89,6 +89,14 @@ def _summary(run: RunRecord, evaluator_names: list[str]) -> dict[str, Any]:
             },
             "evaluators": evaluators,
         }
+        repeats = repeat_stats(run, variant)
+        if repeats is not None:
+            summary[variant]["repeats"] = {
+                "k": repeats.k,
+                "cases": repeats.cases,
+                "pass_at_k": repeats.pass_at_k,
+                "pass_hat_k": repeats.pass_hat_k,
+            }
     return summary
 
 

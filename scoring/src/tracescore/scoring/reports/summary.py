@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from tracescore.scoring.results import RunRecord
+from tracescore.scoring.stats import pass_at_k, pass_hat_k
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,32 @@ def case_stats(run: RunRecord, variant: str) -> CaseStats:
         failed=statuses.count("failed"),
         errors=statuses.count("error"),
     )
+
+
+@dataclass(frozen=True)
+class RepeatStats:
+    """Over cases run ``k`` times: the mean over cases of pass@k (at least one of the
+    k runs passed, all evaluators) and pass^k (all k passed)."""
+
+    k: int
+    cases: int
+    pass_at_k: float
+    pass_hat_k: float
+
+
+def repeat_stats(run: RunRecord, variant: str) -> RepeatStats | None:
+    """None unless the variant's cases were repeated. Cases with fewer stored repeats
+    (a stopped run) count with the repeats they have, as unbiased estimates need n ≥ k:
+    k is the smallest repeat count among the cases."""
+    outcomes: dict[str, list[bool]] = {}
+    for case in run.cases:
+        if case.variant == variant:
+            outcomes.setdefault(case.case_id, []).append(case.status == "passed")
+    if not outcomes:
+        return None
+    k = min(len(runs) for runs in outcomes.values())
+    if max(len(runs) for runs in outcomes.values()) < 2:
+        return None
+    at = [pass_at_k(len(r), sum(r), k) for r in outcomes.values()]
+    hat = [pass_hat_k(len(r), sum(r), k) for r in outcomes.values()]
+    return RepeatStats(k, len(outcomes), sum(at) / len(at), sum(hat) / len(hat))
