@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.scoring.test_systems_http import _alive
 from tracescore.collector.store import Store
 from tracescore.scoring.config import suite_from
 from tracescore.scoring.runner import SuiteRunner
@@ -46,14 +47,6 @@ def _config(pid_dir: Path) -> dict[str, Any]:
         "concurrency": 4,
         "seal_timeout_s": 10,
     }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _accepts(port: int) -> bool:

@@ -60,19 +60,25 @@ def test_repeats_give_each_cell_its_own_trace_and_pass_k_statistics(
     assert stats is not None and (stats.k, stats.cases, stats.pass_at_k) == (2, 3, 1.0)
 
 
-def test_a_transient_failure_is_retried_on_a_fresh_trace(store: Store, tmp_path: Path) -> None:
-    # The first attempt of every case hangs past the timeout; the retry answers.
-    suite = _suite(
+def _hanging_suite(tmp_path: Path, hang_first: int, timeout_s: float) -> Suite:
+    """One variant whose SUT hangs past ``timeout_s`` on its first ``hang_first`` tries
+    of each case; two tries per case."""
+    return _suite(
         tmp_path,
         variants=[{"name": "a"}],
         system={
             "type": "command",
             "command": ["{python}", "runner_sut.py", "{case_id}", "{input}"],
-            "env": {"SUT_STATE": str(tmp_path), "SUT_HANG_FIRST": "1"},
-            "timeout_s": 3,
+            "env": {"SUT_STATE": str(tmp_path), "SUT_HANG_FIRST": str(hang_first)},
+            "timeout_s": timeout_s,
         },
         retries={"attempts": 2, "backoff_s": 0.01},
     )
+
+
+def test_a_transient_failure_is_retried_on_a_fresh_trace(store: Store, tmp_path: Path) -> None:
+    # The first attempt of every case hangs past the timeout; the retry answers.
+    suite = _hanging_suite(tmp_path, hang_first=1, timeout_s=3)
     run = SuiteRunner(suite, store).run(RunOptions(case_ids=["c0"]))
 
     [case] = run.cases
@@ -89,17 +95,7 @@ def test_a_transient_failure_is_retried_on_a_fresh_trace(store: Store, tmp_path:
 def test_retries_give_up_after_the_last_attempt_with_the_error(
     store: Store, tmp_path: Path
 ) -> None:
-    suite = _suite(
-        tmp_path,
-        variants=[{"name": "a"}],
-        system={
-            "type": "command",
-            "command": ["{python}", "runner_sut.py", "{case_id}", "{input}"],
-            "env": {"SUT_STATE": str(tmp_path), "SUT_HANG_FIRST": "5"},
-            "timeout_s": 1,
-        },
-        retries={"attempts": 2, "backoff_s": 0},
-    )
+    suite = _hanging_suite(tmp_path, hang_first=5, timeout_s=1)
     [case] = SuiteRunner(suite, store).run(RunOptions(case_ids=["c1"])).cases
     assert case.status == "error"
     assert case.error == "SUT timed out after 1s"

@@ -785,24 +785,19 @@ def _scoring_in(workspace: Path | None) -> AbstractContextManager[object]:
 
 
 def _case_from_trace(cell: Cell, trace: Trace, trace_id: str, invocation: Invocation) -> ScoredCase:
-    return ScoredCase(
-        case_id=cell.case.id,
-        variant=cell.variant.name,
-        repeat=cell.repeat,
-        trace_id=trace_id,
-        status="error",
-        input=cell.case.input,
-        output=trace.final_output or invocation.output,
-        duration_ns=trace.duration_ns,
-        span_count=len(trace.spans),
-        input_tokens=trace.input_tokens,
-        output_tokens=trace.output_tokens,
-        orphan_spans=len(trace.orphans),
-        cost_usd=trace.cost_usd,
-    )
+    """The case's facts from its trace; status ``error`` until its scores say otherwise."""
+    case = _error_case(cell, None, trace_id)
+    case.output = trace.final_output or invocation.output
+    case.duration_ns = trace.duration_ns
+    case.span_count = len(trace.spans)
+    case.input_tokens = trace.input_tokens
+    case.output_tokens = trace.output_tokens
+    case.orphan_spans = len(trace.orphans)
+    case.cost_usd = trace.cost_usd
+    return case
 
 
-def _error_case(cell: Cell, error: str, trace_id: str = "") -> ScoredCase:
+def _error_case(cell: Cell, error: str | None, trace_id: str = "") -> ScoredCase:
     return ScoredCase(
         case_id=cell.case.id,
         variant=cell.variant.name,
