@@ -24,7 +24,7 @@ from tracescore.schemas.attributes import EVALUATOR_SERVICE_NAME, HARNESS_SERVIC
 from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.suite import Case, ReplaySystem, Variant
 from tracescore.scoring.config import load_suite, suite_from
-from tracescore.scoring.runner import SuiteRunner
+from tracescore.scoring.runner import RunOptions, Shard, SuiteRunner
 from tracescore.scoring.runs import load_run
 from tracescore.scoring.systems import adapter_for
 from tracescore.scoring.systems.base import CallContext
@@ -279,3 +279,29 @@ def test_the_readme_example_loads_without_a_cases_file(tmp_path: Path) -> None:
     assert suite.cases == []
     assert isinstance(suite.config.system, ReplaySystem)
     assert (suite.config.system.service, suite.config.system.since) == ("support-agent", "24h")
+
+
+def test_shards_and_case_filters_apply_to_the_traces_a_query_chose(
+    store: Store, stored: dict[str, Sent]
+) -> None:
+    suite = suite_from(
+        {
+            "suite": "replayed",
+            "system": {"type": "replay", "service": "agent", "since": "72h"},
+            "variants": [{"name": "a"}],
+            "evaluators": [{"type": "no_error_spans"}],
+        },
+        [],
+    )
+    newest_first = [stored[k].trace_id for k in ("agent-a-2", "agent-a-1", "agent-a-old")]
+    shards = [
+        SuiteRunner(suite, store).run(RunOptions(shard=Shard(i, 2), run_id="replay-shards"))
+        for i in (1, 2)
+    ]
+    assert [c.case_id for c in shards[0].cases] == newest_first[0::2]
+    assert [c.case_id for c in shards[1].cases] == newest_first[1::2]
+
+    [only] = SuiteRunner(suite, store).run(RunOptions(case_ids=[newest_first[1]])).cases
+    assert only.case_id == newest_first[1]
+    with pytest.raises(ConfigError, match="no such case"):
+        SuiteRunner(suite, store).run(RunOptions(case_ids=["0" * 32]))
