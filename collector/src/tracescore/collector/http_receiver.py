@@ -41,6 +41,8 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 
 # google.rpc.Code values, for the Status bodies of errors.
+# Oversized bodies up to this size (or 4x the limit) are read and dropped before the 413.
+_DRAIN_BYTES = 16 * 1024 * 1024
 _CODES = {400: 3, 401: 16, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}
 
 
@@ -71,9 +73,26 @@ def _error(
     return Response(body, status, headers, media_type=PROTOBUF)
 
 
+async def _drain(request: Request, cap: int) -> None:
+    """Read and drop what the client is still sending, up to ``cap`` bytes in all.
+
+    Answering 413 and closing while the client is mid-upload makes most clients
+    (exporters included) report a reset connection instead of the 413; reading a
+    bounded rest first lets them see why. Beyond the cap the connection is closed.
+    """
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > cap:
+            return
+
+
 async def _read_body(request: Request, max_body: int, max_decompressed: int) -> bytes:
+    drain_cap = max(4 * max_body, _DRAIN_BYTES)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body:
+        if int(declared) <= drain_cap:
+            await _drain(request, drain_cap)
         raise _RefusedError(
             413, f"request body of {declared} bytes exceeds the {max_body}-byte limit"
         )
@@ -82,6 +101,7 @@ async def _read_body(request: Request, max_body: int, max_decompressed: int) -> 
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_body:
+            await _drain(request, drain_cap - size)
             raise _RefusedError(413, f"request body exceeds the {max_body}-byte limit")
         chunks.append(chunk)
     body = b"".join(chunks)
