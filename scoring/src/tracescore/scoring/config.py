@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tracescore.schemas.errors import ConfigError
-from tracescore.schemas.suite import Case, SuiteConfig, SystemConfig
+from tracescore.schemas.suite import Case, EvaluatorSpec, SuiteConfig, SystemConfig
 from tracescore.scoring.evaluators import Evaluator, build_evaluator
 
 Loc = tuple[str | int, ...]
@@ -110,7 +110,7 @@ def _read_text(path: Path) -> str:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-class _Document:
+class YamlDocument:
     """A parsed YAML file that remembers where each value was written."""
 
     def __init__(self, path: Path, environ: Mapping[str, str]) -> None:
@@ -150,23 +150,23 @@ class _Document:
         return line
 
     def error(self, loc: Loc, message: str) -> ConfigError:
-        return _located_error(self.path, self.line_of(loc), loc, message)
+        return located_error(self.path, self.line_of(loc), loc, message)
 
     def validate(self, model: type[M], data: Any, base: Loc = ()) -> M:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            loc, message = _first_error(exc)
+            loc, message = first_error(exc)
             raise self.error(base + loc, message) from None
 
 
-def _located_error(path: Path | None, line: int | None, loc: Loc, message: str) -> ConfigError:
+def located_error(path: Path | None, line: int | None, loc: Loc, message: str) -> ConfigError:
     where = "" if path is None else f"{path}:{line}" if line else str(path)
     parts = [part for part in (where, _format_loc(loc), message) if part]
     return ConfigError(": ".join(parts))
 
 
-def _first_error(exc: ValidationError) -> tuple[Loc, str]:
+def first_error(exc: ValidationError) -> tuple[Loc, str]:
     # A misspelt key usually explains a "missing" one too: report the typo first.
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
@@ -204,7 +204,7 @@ def _format_loc(loc: Loc) -> str:
     return text
 
 
-def _digest(value: Any) -> str:
+def digest(value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -212,9 +212,11 @@ def _digest(value: Any) -> str:
 # --- building a suite -------------------------------------------------------------------------
 
 
-def _build_evaluators(config: SuiteConfig, doc: _Document | None) -> list[Evaluator]:
+def build_evaluators(specs: Sequence[EvaluatorSpec], doc: YamlDocument | None) -> list[Evaluator]:
+    """The evaluators of a config's ``evaluators:`` list; an error names the entry's
+    file, line and field (``evaluators[1].params.x``), or only the field without ``doc``."""
     evaluators: list[Evaluator] = []
-    for index, spec in enumerate(config.evaluators):
+    for index, spec in enumerate(specs):
         try:
             evaluators.append(build_evaluator(spec))
         except ConfigError as exc:
@@ -226,7 +228,7 @@ def _build_evaluators(config: SuiteConfig, doc: _Document | None) -> list[Evalua
             raise (
                 doc.error(loc, detail)
                 if doc is not None
-                else _located_error(None, None, loc, detail)
+                else located_error(None, None, loc, detail)
             ) from None
     return evaluators
 
@@ -250,8 +252,8 @@ def _make_suite(
         config=config,
         cases=cases,
         evaluators=evaluators,
-        config_hash=_digest(config.model_dump(mode="json")),
-        dataset_hash=_digest([c.model_dump(mode="json") for c in cases]),
+        config_hash=digest(config.model_dump(mode="json")),
+        dataset_hash=digest([c.model_dump(mode="json") for c in cases]),
     )
 
 
@@ -263,11 +265,11 @@ def load_suite(path: str | Path, *, environ: Mapping[str, str] | None = None) ->
     """
     env = os.environ if environ is None else environ
     suite_path = Path(path)
-    doc = _Document(suite_path, env)
+    doc = YamlDocument(suite_path, env)
     if not isinstance(doc.data, dict):
         raise doc.error((), "expected a mapping of suite settings at the top level")
     config = doc.validate(SuiteConfig, doc.data)
-    evaluators = _build_evaluators(config, doc)
+    evaluators = build_evaluators(config.evaluators, doc)
 
     cases_path = suite_path.parent / config.cases
     replay_without_cases = config.system.type == "replay" and "cases" not in doc.data
@@ -284,7 +286,7 @@ def load_suite(path: str | Path, *, environ: Mapping[str, str] | None = None) ->
 
 
 def _load_yaml_cases(path: Path, environ: Mapping[str, str]) -> list[Case]:
-    doc = _Document(path, environ)
+    doc = YamlDocument(path, environ)
     raw = doc.data
     base: Loc = ()
     if isinstance(raw, dict) and "cases" in raw:
@@ -318,16 +320,16 @@ def _load_jsonl_cases(path: Path, environ: Mapping[str, str]) -> list[Case]:
             raw = _expand(raw, environ)
             cases.append(Case.model_validate(raw))
         except _ExpansionError as exc:
-            raise _located_error(path, number, exc.loc, exc.message) from None
+            raise located_error(path, number, exc.loc, exc.message) from None
         except ValidationError as exc:
-            loc, message = _first_error(exc)
-            raise _located_error(path, number, loc, message) from None
+            loc, message = first_error(exc)
+            raise located_error(path, number, loc, message) from None
         lines.append(number)
     if not cases:
         raise ConfigError(f"{path}: expected a non-empty list of cases (one JSON object per line)")
 
     def duplicate(index: int, case_id: str, first: int) -> ConfigError:
-        return _located_error(
+        return located_error(
             path,
             lines[index],
             ("id",),
@@ -357,8 +359,8 @@ def suite_from(
     try:
         suite_config = SuiteConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise _located_error(None, None, *_first_error(exc)) from None
-    evaluators = _build_evaluators(suite_config, None)
+        raise located_error(None, None, *first_error(exc)) from None
+    evaluators = build_evaluators(suite_config.evaluators, None)
 
     if isinstance(cases, str | bytes | Mapping) or (
         not cases and suite_config.system.type != "replay"
@@ -369,11 +371,11 @@ def suite_from(
         try:
             built.append(Case.model_validate(item.model_dump() if isinstance(item, Case) else item))
         except ValidationError as exc:
-            loc, message = _first_error(exc)
-            raise _located_error(None, None, ("cases", i, *loc), message) from None
+            loc, message = first_error(exc)
+            raise located_error(None, None, ("cases", i, *loc), message) from None
 
     def duplicate(index: int, case_id: str, _: int) -> ConfigError:
-        return _located_error(
+        return located_error(
             None, None, ("cases", index, "id"), f"case id {case_id!r} is used twice"
         )
 
