@@ -12,6 +12,7 @@ from tracescore.schemas.ddl import (
     MIGRATIONS_TABLE,
     _ClusterRenderer,
     migrations,
+    retention_statements,
     setup_statements,
 )
 from tracescore.schemas.errors import ConfigError
@@ -104,6 +105,10 @@ def test_tracescore_tables_replace_instead_of_duplicating(store: Store) -> None:
         "tracescore_scores": "ReplacingMergeTree",
         "tracescore_schema_migrations": "ReplacingMergeTree",
         "tracescore_baselines": "ReplacingMergeTree",
+        "tracescore_trace_arrivals": "MergeTree",
+        "tracescore_trace_arrivals_mv": "MaterializedView",
+        "tracescore_watch_state": "ReplacingMergeTree",
+        "tracescore_watch_checkpoints": "ReplacingMergeTree",
     }
     sorting = store.query(
         "SELECT sorting_key FROM system.tables WHERE database = {db:String} "
@@ -297,6 +302,9 @@ _CLUSTER_TABLES = [
     "tracescore_scores",
     LOGS_TABLE,
     "tracescore_baselines",
+    "tracescore_trace_arrivals",
+    "tracescore_watch_state",
+    "tracescore_watch_checkpoints",
 ]
 
 
@@ -365,6 +373,13 @@ def test_cluster_tables_are_replicated_locals_behind_distributed_tables(store: S
         "tracescore_scores": ("ReplacingMergeTree", "Timestamp", "cityHash64(TraceId)"),
         LOGS_TABLE: ("MergeTree", "", "rand()"),
         "tracescore_baselines": ("ReplacingMergeTree", "PromotedAt", "cityHash64(Suite)"),
+        "tracescore_trace_arrivals": ("MergeTree", "", "cityHash64(TraceId)"),
+        "tracescore_watch_state": ("ReplacingMergeTree", "ScoredAt", "cityHash64(Watcher)"),
+        "tracescore_watch_checkpoints": (
+            "ReplacingMergeTree",
+            "UpdatedAt",
+            "cityHash64(Watcher)",
+        ),
     }
     seen: set[str] = set()
     for plain, rendered in _single_and_cluster(db):
@@ -373,7 +388,9 @@ def test_cluster_tables_are_replicated_locals_behind_distributed_tables(store: S
             # The view reads and writes the local tables; nothing else changes.
             (view,) = rendered
             formatted = _format(store, view)
-            assert f"TO {db}.otel_traces_trace_id_ts_local\n" in formatted
+            target = plain_formatted.split(f"TO {db}.", 1)[1].split("\n", 1)[0]
+            assert target in ("otel_traces_trace_id_ts", "tracescore_trace_arrivals")
+            assert f"TO {db}.{target}_local\n" in formatted
             assert f"FROM {db}.otel_traces_local\n" in formatted
             unclustered = formatted.replace(f" ON CLUSTER {CLUSTER}", "")
             assert unclustered.replace("_local", "") == plain_formatted
@@ -471,6 +488,8 @@ def test_cluster_local_and_distributed_tables_have_identical_columns(
     )
     rows = store.query(f"SELECT TraceId, Start FROM `{db}`.otel_traces_trace_id_ts_local")
     assert [r["TraceId"] for r in rows] == ["abc"]
+    arrivals = store.query(f"SELECT TraceId, Spans FROM `{db}`.tracescore_trace_arrivals_local")
+    assert arrivals == [{"TraceId": "abc", "Spans": 1}]
 
 
 @pytest.mark.parametrize(
@@ -540,3 +559,64 @@ def test_cluster_name_must_be_an_identifier(cluster: str) -> None:
         migrations("otel", cluster)
     with pytest.raises(ConfigError, match="invalid cluster name"):
         setup_statements("otel", cluster)
+
+
+# -- retention ------------------------------------------------------------------------
+
+
+def test_retention_uses_the_exporters_ttl_expressions() -> None:
+    # The clickhouseexporter's own `ttl` setting writes these, so either side can set it.
+    assert retention_statements("otel", span_days=7) == (
+        "ALTER TABLE `otel`.otel_traces MODIFY TTL toDateTime(Timestamp) + toIntervalDay(7)",
+        "ALTER TABLE `otel`.otel_traces_trace_id_ts MODIFY TTL "
+        "toDateTime(Start) + toIntervalDay(7)",
+        "ALTER TABLE `otel`.otel_logs MODIFY TTL toDateTime(Timestamp) + toIntervalDay(7)",
+    )
+    assert retention_statements("otel", score_days=90) == (
+        "ALTER TABLE `otel`.tracescore_scores MODIFY TTL toDateTime(Timestamp) + toIntervalDay(90)",
+    )
+    assert retention_statements("otel") == ()
+
+
+def test_retention_on_a_cluster_changes_only_the_local_tables() -> None:
+    statements = retention_statements("obs", span_days=3, score_days=30, cluster=CLUSTER)
+    assert len(statements) == 4
+    for statement in statements:
+        assert re.match(
+            rf"ALTER TABLE `obs`\.\w+_local ON CLUSTER `{CLUSTER}` MODIFY TTL toDateTime", statement
+        ), statement
+    assert statements[0].endswith(
+        "otel_traces_local ON CLUSTER `c1` MODIFY TTL toDateTime(Timestamp) + toIntervalDay(3)"
+    )
+
+
+@pytest.mark.parametrize("days", [0, -1, True])
+def test_retention_must_be_a_positive_number_of_days(days: int) -> None:
+    with pytest.raises(ConfigError, match="whole number of days >= 1"):
+        retention_statements("otel", span_days=days)
+
+
+def test_cluster_ttl_is_refused_for_a_table_no_migration_made() -> None:
+    renderer = _ClusterRenderer("otel", CLUSTER)
+    with pytest.raises(ConfigError, match="not a table our migrations made"):
+        renderer.render("ALTER TABLE `otel`.t MODIFY TTL toDateTime(x) + toIntervalDay(1)", "test")
+
+
+def test_retention_can_be_changed_on_a_store(store: Store) -> None:
+    def ttl(table: str) -> str:
+        rows = store.query(
+            "SELECT engine_full FROM system.tables "
+            "WHERE database = {d:String} AND name = {t:String}",
+            {"d": store.database, "t": table},
+        )
+        match = re.search(r"TTL (.*?) SETTINGS", str(rows[0]["engine_full"]))
+        return match.group(1) if match else ""
+
+    assert ttl("otel_traces") == ""
+    for days in (7, 30):
+        for statement in retention_statements(store.database, span_days=days):
+            store.command(statement)
+        assert ttl("otel_traces") == f"toDateTime(Timestamp) + toIntervalDay({days})"
+        assert ttl("otel_traces_trace_id_ts") == f"toDateTime(Start) + toIntervalDay({days})"
+        assert ttl("otel_logs") == f"toDateTime(Timestamp) + toIntervalDay({days})"
+    assert "TTL" not in ttl("tracescore_scores")

@@ -13,7 +13,9 @@ statements are rendered differently (``cluster=NAME``):
   ...), plus a ``Distributed`` table under the original name, so readers and
   writers use the same table names on a single server and on a cluster;
 - materialized views are created ``ON CLUSTER``, read the local source table and
-  write into the local target table, so each shard aggregates its own rows.
+  write into the local target table, so each shard aggregates its own rows;
+- ``ALTER TABLE ... MODIFY TTL`` changes the ``_local`` table ``ON CLUSTER`` only:
+  rows live there, and a Distributed table has no TTL.
 
 Replicated tables keep their data at :data:`ZOOKEEPER_PATH` with replica name
 :data:`REPLICA_NAME`. The ``{shard}`` and ``{replica}`` macros must be defined
@@ -34,12 +36,16 @@ _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 TRACES_TABLE = "otel_traces"
+TRACE_ID_TS_TABLE = "otel_traces_trace_id_ts"
 LOGS_TABLE = "otel_logs"
 RUNS_TABLE = "tracescore_runs"
 CASE_RESULTS_TABLE = "tracescore_case_results"
 SCORES_TABLE = "tracescore_scores"
 BASELINES_TABLE = "tracescore_baselines"
 MIGRATIONS_TABLE = "tracescore_schema_migrations"
+TRACE_ARRIVALS_TABLE = "tracescore_trace_arrivals"
+WATCH_STATE_TABLE = "tracescore_watch_state"
+WATCH_CHECKPOINTS_TABLE = "tracescore_watch_checkpoints"
 
 LOCAL_SUFFIX = "_local"
 ZOOKEEPER_PATH = "/clickhouse/tables/{shard}/{database}/{table}"
@@ -48,7 +54,17 @@ REPLICA_NAME = "{replica}"
 # Sharding keys chosen for locality rather than derived from the engine: all
 # spans of a trace on one shard, so a trace lookup can skip the other shards
 # (optimize_skip_unused_shards) and the per-shard trace-id lookup rows stay whole.
-_SHARDING_KEYS = {TRACES_TABLE: "cityHash64(TraceId)"}
+_SHARDING_KEYS = {TRACES_TABLE: "cityHash64(TraceId)", TRACE_ARRIVALS_TABLE: "cityHash64(TraceId)"}
+
+
+# The time each table's rows expire from, as the clickhouseexporter writes its own TTL
+# (`TTL <expr> + toIntervalDay(N)`), so a table either writer created reads the same.
+SPAN_RETENTION = {
+    TRACES_TABLE: "toDateTime(Timestamp)",
+    TRACE_ID_TS_TABLE: "toDateTime(Start)",
+    LOGS_TABLE: "toDateTime(Timestamp)",
+}
+SCORE_RETENTION = {SCORES_TABLE: "toDateTime(Timestamp)"}
 
 
 @dataclass(frozen=True)
@@ -88,8 +104,53 @@ def setup_statements(database: str, cluster: str | None = None) -> tuple[str, ..
     )
 
 
+def retention_statements(
+    database: str,
+    *,
+    span_days: int | None = None,
+    score_days: int | None = None,
+    cluster: str | None = None,
+) -> tuple[str, ...]:
+    """``ALTER TABLE ... MODIFY TTL`` keeping spans and logs ``span_days`` days and scores
+    ``score_days`` days (``None``: that group's TTL is left as it is).
+
+    MODIFY TTL replaces whatever TTL the table had, so running these again with another
+    value changes the retention. Runs and case results never expire: they are a suite's
+    small history that baselines and comparisons read.
+    """
+    db = quote_identifier(database)
+    statements: list[str] = []
+    for days, tables in ((span_days, SPAN_RETENTION), (score_days, SCORE_RETENTION)):
+        if days is None:
+            continue
+        if isinstance(days, bool) or days < 1:
+            raise ConfigError(f"retention must be a whole number of days >= 1, got {days!r}")
+        statements.extend(
+            f"ALTER TABLE {db}.{table} MODIFY TTL {column} + toIntervalDay({days})"
+            for table, column in tables.items()
+        )
+    if cluster is None or not statements:
+        return tuple(statements)
+    renderer = _ClusterRenderer(database, cluster)
+    # The renderer learns which tables have a _local counterpart from their CREATE.
+    for migration in _load_migrations(database):
+        for statement in migration.statements:
+            renderer.render(statement, f"migration {migration.version:04d}_{migration.name}")
+    return tuple(
+        rendered for statement in statements for rendered in renderer.render(statement, "retention")
+    )
+
+
 def migrations(database: str, cluster: str | None = None) -> list[Migration]:
     """All migrations in version order, rendered for ``database`` (on ``cluster`` if given)."""
+    found = _load_migrations(database)
+    if cluster is None:
+        return found
+    return _render_migrations(found, database, cluster)
+
+
+def _load_migrations(database: str) -> list[Migration]:
+    """The migration files as written (single server), in version order."""
     quoted = quote_identifier(database)
     found: list[Migration] = []
     for entry in resources.files("tracescore.schemas").joinpath("ddl").iterdir():
@@ -104,8 +165,10 @@ def migrations(database: str, cluster: str | None = None) -> list[Migration]:
         )
         found.append(Migration(int(match.group(1)), match.group(2), statements))
     found.sort(key=lambda m: m.version)
-    if cluster is None:
-        return found
+    return found
+
+
+def _render_migrations(found: list[Migration], database: str, cluster: str) -> list[Migration]:
     # One renderer across all migrations: a view may read a table an earlier one created.
     renderer = _ClusterRenderer(database, cluster)
     return [
@@ -146,6 +209,9 @@ _ADD_COLUMN = re.compile(
     rf"\A\s*ALTER\s+TABLE\s+({_NAME})\.({_NAME})\s+ADD\s+COLUMN\s+IF\s+NOT\s+EXISTS\b",
     re.IGNORECASE,
 )
+_MODIFY_TTL = re.compile(
+    rf"\A\s*ALTER\s+TABLE\s+({_NAME})\.({_NAME})\s+MODIFY\s+TTL\b", re.IGNORECASE
+)
 _QUALIFIED = re.compile(rf"({_NAME})\.({_NAME})")
 _SOURCE = re.compile(r"\b(?:FROM|JOIN)\s+", re.IGNORECASE)
 
@@ -180,6 +246,8 @@ class _ClusterRenderer:
             return [self._view(sql, masked, match, where)]
         if match := _ADD_COLUMN.match(masked):
             return self._add_column(sql, match, where)
+        if match := _MODIFY_TTL.match(masked):
+            return [self._modify_ttl(sql, match, where)]
         raise ConfigError(f"{where}: cannot render this statement for a cluster: {_head(sql)}")
 
     def _table(self, sql: str, masked: str, match: re.Match[str], where: str) -> list[str]:
@@ -241,6 +309,14 @@ class _ClusterRenderer:
             f"ALTER TABLE {self.db}.{table}{LOCAL_SUFFIX} ON CLUSTER {self.cluster}{rest}",
             f"ALTER TABLE {self.db}.{table} ON CLUSTER {self.cluster}{rest}",
         ]
+
+    def _modify_ttl(self, sql: str, match: re.Match[str], where: str) -> str:
+        """Only the local table: it holds the rows, and a Distributed table takes no TTL."""
+        table = self._name_in_database(sql, match, 1, where)
+        if table not in self.tables:
+            raise ConfigError(f"{where}: ALTER TABLE {table}: not a table our migrations made")
+        rest = sql[match.end(2) :]
+        return f"ALTER TABLE {self.db}.{table}{LOCAL_SUFFIX} ON CLUSTER {self.cluster}{rest}"
 
     def _first_sort_column(self, sql: str, masked: str, start: int, where: str) -> str:
         clauses = [

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from tracescore.collector.config import load_collector_config
 from tracescore.collector.store import DEFAULT_DATABASE, STORE_ENV, open_store, store_url
-from tracescore.schemas.ddl import migrations, setup_statements
+from tracescore.schemas.ddl import migrations, retention_statements, setup_statements
 from tracescore.schemas.errors import ConfigError, TracescoreError
 from tracescore.schemas.suite import eval_json_schema_text
 from tracescore.scoring.baselines import Baseline, promote, resolve_baseline
@@ -113,6 +113,19 @@ def _parser() -> argparse.ArgumentParser:
         dest="print_ddl",
         action="store_true",
         help="print the DDL instead of running it (the store is not opened)",
+    )
+    init.add_argument(
+        "--retention-days",
+        type=int,
+        metavar="N",
+        help="keep spans, logs and the trace-id lookup N days (a TTL; running again with "
+        "another N changes it; default: leave the TTL as it is)",
+    )
+    init.add_argument(
+        "--scores-retention-days",
+        type=int,
+        metavar="N",
+        help="keep scores N days (default: leave the TTL as it is; runs never expire)",
     )
 
     evaluators = commands.add_parser(
@@ -251,6 +264,50 @@ def _parser() -> argparse.ArgumentParser:
         "--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)"
     )
 
+    rescore = commands.add_parser(
+        "rescore",
+        help="score stored traces again with the evaluators of a scoring.yaml",
+        description="Selects traces with a span matching --service/--where (and the config's) "
+        "in the time range, scores them and writes scores with RunId rescore:<name>. Scores "
+        "replace earlier ones of the same evaluator config; traces already scored with it "
+        "are skipped unless --force.",
+    )
+    rescore.add_argument("--config", type=Path, required=True, help="path to scoring.yaml")
+    rescore.add_argument("--since", help="spans from this long ago (24h, 7d) or this ISO time")
+    rescore.add_argument("--until", help="spans before this long ago or this ISO time")
+    rescore.add_argument("--service", help="only traces with a span of this service")
+    rescore.add_argument(
+        "--where", help='filter expression, e.g. "resource.deployment.environment = prod"'
+    )
+    rescore.add_argument("--sample", type=float, help="keep this share of traces (by trace id)")
+    rescore.add_argument("--limit", type=int, help="at most this many traces, newest first")
+    rescore.add_argument("--variant-key", help="resource attribute naming the variant")
+    rescore.add_argument("--workers", type=int, help="scoring processes (default: config)")
+    rescore.add_argument("--force", action="store_true", help="score already scored traces too")
+    rescore.add_argument(
+        "--dry-run", action="store_true", help="count the traces that would be scored"
+    )
+    rescore.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rescore.add_argument(
+        "--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)"
+    )
+
+    watch = commands.add_parser(
+        "watch",
+        help="score new traces as they land (online), with the evaluators of a scoring.yaml",
+        description="Polls the store every watch.poll_interval_s and scores each trace once "
+        "no span of it has arrived for watch.quiet_period_s (RunId watch:<name>). The "
+        "checkpoint is in the store: a restarted watcher neither skips nor repeats. A span "
+        "arriving later (within watch.late_span_window_s) triggers one re-score.",
+    )
+    watch.add_argument("--config", type=Path, required=True, help="path to scoring.yaml")
+    watch.add_argument("--once", action="store_true", help="one poll cycle, then exit (cron)")
+    watch.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus /metrics here (default: config)"
+    )
+    watch.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    watch.add_argument("--store", help="store URL (default: $TRACESCORE_STORE or chdb:.tracescore)")
+
     collector = commands.add_parser("collector", help="the OTLP collector")
     collector_commands = collector.add_subparsers(
         dest="collector_command", required=True, parser_class=_Parser
@@ -345,20 +402,45 @@ def _schema(_: argparse.Namespace, __: Console) -> int:
 
 
 def _db_init(args: argparse.Namespace, console: Console) -> int:
+    def retention(database: str) -> tuple[str, ...]:
+        return retention_statements(
+            database,
+            span_days=args.retention_days,
+            score_days=args.scores_retention_days,
+            cluster=args.cluster,
+        )
+
     if args.print_ddl:
-        sys.stdout.write(_ddl_script(_store_database(store_url(args.store)), args.cluster))
+        database = _store_database(store_url(args.store))
+        script = _ddl_script(database, args.cluster)
+        if ttls := retention(database):
+            script += "\n-- retention\n" + "\n".join(f"{statement};\n" for statement in ttls)
+        sys.stdout.write(script)
         return EXIT_OK
+    # Rendered (and so checked) before the store is opened.
+    ttls = retention(_store_database(store_url(args.store)))
     store = open_store(args.store)
     try:
         applied = store.migrate(args.cluster)
+        for statement in ttls:
+            store.command(statement)
         versions = store.applied_migrations()
     finally:
         store.close()
     done = ", ".join(str(v) for v in applied) if applied else "none (already up to date)"
     where = f"{store.location} on cluster {args.cluster}" if args.cluster else store.location
+    kept = [
+        f"{what} {days} days"
+        for what, days in (
+            ("spans and logs", args.retention_days),
+            ("scores", args.scores_retention_days),
+        )
+        if days is not None
+    ]
     # One line whatever the width: scripts and logs read it.
     console.print(
-        f"{where}: applied migrations {done}; schema at version {max(versions)}",
+        f"{where}: applied migrations {done}; schema at version {max(versions)}"
+        + (f"; retention: {', '.join(kept)}" if kept else ""),
         soft_wrap=True,
         markup=False,
         highlight=False,
@@ -531,6 +613,105 @@ def _promote(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _rescore(args: argparse.Namespace, console: Console) -> int:
+    # Imported here: only this command needs the rescore machinery.
+    from tracescore.scoring.rescore import (
+        RescoreOptions,
+        RescoreProgress,
+        parse_time,
+        print_rescore_summary,
+        rescore,
+    )
+    from tracescore.scoring.scoring_config import load_scoring_config
+
+    loaded = load_scoring_config(args.config)
+    options = RescoreOptions(
+        since=parse_time(args.since) if args.since else None,
+        until=parse_time(args.until) if args.until else None,
+        service=args.service,
+        where=args.where,
+        sample=args.sample,
+        limit=args.limit,
+        variant_key=args.variant_key,
+        workers=args.workers,
+        force=args.force,
+        dry_run=args.dry_run,
+    )
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {args.workers}")
+    store = open_store(store_url(args.store))
+    try:
+        store.migrate()
+        progress = RescoreProgress(console, enabled=not (args.no_progress or args.dry_run))
+        with progress:
+            summary = rescore(
+                store, loaded, options, on_start=progress.start, on_trace=progress.trace_done
+            )
+    finally:
+        store.close()
+    print_rescore_summary(console, summary)
+    return EXIT_OK
+
+
+def _watch(args: argparse.Namespace, console: Console) -> int:
+    # Imported here: only this command needs the watcher and its metrics server.
+    import signal
+
+    from tracescore.scoring.scoring_config import load_scoring_config
+    from tracescore.scoring.watch import Watcher
+    from tracescore.scoring.watch_metrics import MetricsServer, WatchMetrics
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    loaded = load_scoring_config(args.config)
+    port = args.metrics_port if args.metrics_port is not None else loaded.config.watch.metrics_port
+    store = open_store(store_url(args.store))
+    server: MetricsServer | None = None
+    try:
+        store.migrate()
+        metrics = WatchMetrics()
+        watcher = Watcher(store, loaded, metrics=metrics)
+        if args.once:
+            result = watcher.poll()
+            console.print(
+                f"watch:{loaded.config.name}: {result.due} due, {result.scored} scored, "
+                f"{result.rescored} re-scored, {result.skipped} skipped, "
+                f"{result.late_ignored} late ignored ({store.location})",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+            return EXIT_OK
+        if port is not None:
+            server = MetricsServer(metrics, port)
+
+        def stop(signum: int, _: object) -> None:
+            # The batch being scored is finished and stored; the next start resumes.
+            watcher.stop()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        console.print(
+            f"watching {store.location} as watch:{loaded.config.name} "
+            f"(quiet {loaded.config.watch.quiet_period_s:g}s, poll every "
+            f"{loaded.config.watch.poll_interval_s:g}s"
+            + (f", metrics on :{server.port}" if server else "")
+            + "); Ctrl-C stops",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+        watcher.run()
+    finally:
+        if server is not None:
+            server.close()
+        store.close()
+    return EXIT_OK
+
+
 def _evaluators(_: argparse.Namespace, console: Console) -> int:
     types = sorted(registered().items())
     sources = {name: evaluator_source(name) for name, _ in types}
@@ -571,6 +752,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "compare": _compare,
             "ci": _ci,
             "promote": _promote,
+            "rescore": _rescore,
+            "watch": _watch,
         }
         return handlers[args.command](args, console)
     except TracescoreError as exc:

@@ -24,7 +24,7 @@ from tracescore.schemas.trusted import trusted as _trusted
 
 QueryParams = Mapping[str, Any]
 
-_SPAN_COLUMNS = """
+SPAN_COLUMNS = """
     toUnixTimestamp64Nano(Timestamp) AS StartNs, TraceId, SpanId, ParentSpanId, TraceState,
     SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName, ScopeVersion,
     SpanAttributes, Duration, StatusCode, StatusMessage,
@@ -130,7 +130,7 @@ class Store(ABC):
         sql = f"""
             WITH (SELECT (min(Start), max(End)) FROM {lookup} WHERE TraceId = {{tid:String}})
                 AS bounds
-            SELECT {_SPAN_COLUMNS}
+            SELECT {SPAN_COLUMNS}
             FROM {self.db}.{TRACES_TABLE}
             WHERE TraceId = {{tid:String}}
               AND (bounds.2 = toDateTime(0)
@@ -158,7 +158,7 @@ class Store(ABC):
         sql = f"""
             WITH (SELECT (min(Start), max(End)) FROM {lookup}
                   WHERE TraceId IN {{tids:Array(String)}}) AS bounds
-            SELECT {_SPAN_COLUMNS}
+            SELECT {SPAN_COLUMNS}
             FROM {self.db}.{TRACES_TABLE}
             WHERE TraceId IN {{tids:Array(String)}}
               AND (bounds.2 = toDateTime(0)
@@ -240,7 +240,7 @@ def _row_to_span(row: Mapping[str, Any]) -> Span:
 
 
 def spans_from_arrow(table: pa.Table) -> list[Span]:
-    """Spans from a result with ``_SPAN_COLUMNS``, column by column.
+    """Spans from a result with ``SPAN_COLUMNS``, column by column.
 
     Loading spans for scoring is bound by this conversion, not by the query. The rows
     come from our own table, typed by its schema, so they are not validated again:

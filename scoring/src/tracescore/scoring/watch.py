@@ -1,0 +1,505 @@
+"""Online scoring: ``tracescore watch`` follows traces as they land and scores each sealed one.
+
+Arrival, not span time. A span's ``Timestamp`` is its start by the sender's clock, and
+``otel_traces`` records nothing about when a span reached the store. Migration 0006 adds
+a materialized view that runs on every INSERT into ``otel_traces`` (ours or the
+OpenTelemetry Collector exporter's) and writes one ``tracescore_trace_arrivals`` row per
+trace and insert block, stamped with the store server's clock. So:
+
+- a trace is **sealed** when its newest arrival is more than ``quiet_period_s`` old
+  (store clock: senders' clocks never matter);
+- the **watermark** (``tracescore_watch_checkpoints``) is the arrival time up to which
+  every sealed trace has been handled; each poll reads arrivals from
+  ``watermark - SAFETY_MARGIN_S`` on, so a slow insert made visible after a poll is
+  still seen by the next one;
+- **exactly once**: ``tracescore_watch_state`` keeps, per watcher and trace, the newest
+  arrival that was scored. The one candidate query of a poll anti-joins it, so what
+  the overlap re-reads is skipped, and a trace is due again only when it has a newer
+  arrival (a late span): it is then re-scored once per such arrival while within
+  ``late_span_window_s`` of its first scoring, and the scores replace the earlier
+  ones (the scores table is keyed by trace, evaluator and config hash);
+- scores are written before the state row, so a crash in between re-scores (which
+  replaces) rather than skips; the watermark only advances after a whole poll.
+
+Traces that landed before migration 0006 have no arrivals: re-score them with
+``tracescore rescore``. A first start looks back ``late_span_window_s``.
+"""
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from tracescore.collector.store import Store
+from tracescore.schemas.ddl import (
+    SCORES_TABLE,
+    TRACE_ARRIVALS_TABLE,
+    TRACES_TABLE,
+    WATCH_CHECKPOINTS_TABLE,
+    WATCH_STATE_TABLE,
+)
+from tracescore.schemas.errors import ConfigError
+from tracescore.schemas.suite import Case
+from tracescore.schemas.trace import Trace
+from tracescore.scoring.batch import TraceScores, score_stored
+from tracescore.scoring.pricing import PriceTable
+from tracescore.scoring.scoring_config import LoadedScoringConfig
+from tracescore.scoring.watch_metrics import WatchMetrics
+
+__all__ = ["SAFETY_MARGIN_S", "SAMPLE_BUCKETS", "PollResult", "Watcher", "sampled"]
+
+log = logging.getLogger("tracescore.watch")
+
+SAFETY_MARGIN_S = 60.0
+"""How far before the watermark each poll re-reads arrivals: longer than any insert takes
+from the view's timestamp to being visible."""
+
+DEFAULT_MAX_PER_POLL = 20_000
+"""Due traces handled per poll; a backlog is worked off over several polls (the
+watermark then stops at the last trace handled, and the lag shows the backlog)."""
+
+_MS = pa.timestamp("ms", tz="UTC")
+_US = pa.timestamp("us", tz="UTC")
+
+
+SAMPLE_BUCKETS = 10_000
+
+
+def sampled(evaluator: str, trace_id: str, share: float | None) -> bool:
+    """Whether an evaluator with ``sample: share`` scores ``trace_id``: the same answer on
+    every poll, process and machine, and the same as ``tracescore rescore``'s. Salted by
+    the evaluator, so its sample is independent of the config's ``sample`` (which is
+    ``cityHash64(TraceId) % 10000`` in SQL, as rescore selects) and of other evaluators'."""
+    if share is None:
+        return True
+    digest = hashlib.blake2b(f"{evaluator}\0{trace_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % SAMPLE_BUCKETS < round(share * SAMPLE_BUCKETS)
+
+
+@dataclass
+class PollResult:
+    due: int = 0
+    """Sealed traces with arrivals not yet handled."""
+    scored: int = 0
+    rescored: int = 0
+    skipped: int = 0
+    late_ignored: int = 0
+    scores: int = 0
+    watermark_ms: int | None = None
+    complete: bool = True
+    """False when stopped before the poll's end (the watermark did not advance)."""
+    scored_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Due:
+    trace_id: str
+    last_arrival_ms: int
+    first_scored_us: int
+    """0 when never scored by this watcher."""
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What one query over a batch's spans says about a trace."""
+
+    variant: str
+    spans: int
+    selected: bool
+    when: tuple[bool, ...]
+
+
+def _case_for(trace: Trace) -> Case:
+    # Production traces have no expected values: evaluators that need them say so.
+    return Case(id=trace.trace_id or "trace", input=trace.input or "")
+
+
+class Watcher:
+    """Scores the sealed traces that landed since its checkpoint, one ``poll`` at a time.
+
+    Everything it remembers is in the store, so a new Watcher with the same config name
+    continues where a stopped one left off.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        loaded: LoadedScoringConfig,
+        *,
+        metrics: WatchMetrics | None = None,
+        max_per_poll: int = DEFAULT_MAX_PER_POLL,
+    ) -> None:
+        config = loaded.config
+        if config.source.table != TRACES_TABLE or config.source.database not in (
+            None,
+            store.database,
+        ):
+            raise ConfigError(
+                "watch follows the store's own otel_traces table (its arrivals are recorded "
+                "by migration 0006); point the exporter at it, or use `rescore` for "
+                f"{config.source.database or store.database}.{config.source.table}"
+            )
+        self.store = store
+        self.loaded = loaded
+        self.config = config
+        self.name = f"watch:{config.name}"
+        self.metrics = metrics or WatchMetrics()
+        self.max_per_poll = max_per_poll
+        self.prices = PriceTable.with_overrides(config.prices)
+        self._stop = threading.Event()
+        self._quiet_ms = int(config.watch.quiet_period_s * 1000)
+        self._window_us = int(config.watch.late_span_window_s * 1_000_000)
+        self._watermark_ms = self._load_watermark()
+        self._clock_offset_s = self._server_now_ms() / 1000 - time.time()
+        self.metrics.set_lag_source(self.lag_seconds)
+        if self._watermark_ms is not None:
+            self.metrics.watermark.set(self._watermark_ms / 1000)
+
+    # -- running ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Finish the batch being scored, then return from ``poll`` and ``run``."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Poll every ``poll_interval_s`` until ``stop``."""
+        interval = self.config.watch.poll_interval_s
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(interval)
+
+    def lag_seconds(self) -> float:
+        """now - quiet_period - watermark, by the store's clock; NaN before any checkpoint."""
+        if self._watermark_ms is None:
+            return math.nan
+        now_s = time.time() + self._clock_offset_s
+        return max(0.0, now_s - self._quiet_ms / 1000 - self._watermark_ms / 1000)
+
+    @property
+    def watermark_ms(self) -> int | None:
+        return self._watermark_ms
+
+    # -- one cycle -------------------------------------------------------------------------
+    def poll(self) -> PollResult:
+        """Score every trace sealed since the last poll (up to ``max_per_poll``)."""
+        started = time.monotonic()
+        now_ms = self._server_now_ms()
+        self._clock_offset_s = now_ms / 1000 - time.time()
+        sealed_before_ms = now_ms - self._quiet_ms
+        if self._watermark_ms is None:
+            lookback_ms = int(self.config.watch.late_span_window_s * 1000) + self._quiet_ms
+            since_ms = now_ms - lookback_ms - int(SAFETY_MARGIN_S * 1000)
+        else:
+            since_ms = self._watermark_ms - int(SAFETY_MARGIN_S * 1000)
+        due = self._due(since_ms, sealed_before_ms)
+        result = PollResult(due=len(due))
+        size = self.config.batch_size
+        for chunk in (due[start : start + size] for start in range(0, len(due), size)):
+            if self._stop.is_set():
+                result.complete = False
+                break
+            self._handle(chunk, now_ms, result)
+        if result.complete:
+            truncated = len(due) >= self.max_per_poll
+            watermark = due[-1].last_arrival_ms if truncated else sealed_before_ms
+            if self._watermark_ms is None or watermark > self._watermark_ms:
+                self._save_watermark(watermark, now_ms)
+            result.watermark_ms = self._watermark_ms
+        self.metrics.polls.inc()
+        lag = self.lag_seconds()
+        log.info(
+            "poll: %d due, %d scored, %d re-scored, %d skipped, %d late ignored, %d scores "
+            "in %.2fs; lag %.1fs%s",
+            result.due,
+            result.scored,
+            result.rescored,
+            result.skipped,
+            result.late_ignored,
+            result.scores,
+            time.monotonic() - started,
+            0.0 if math.isnan(lag) else lag,
+            "" if result.complete else " (stopped before the end)",
+        )
+        return result
+
+    def _due(self, since_ms: int, sealed_before_ms: int) -> list[_Due]:
+        """The one candidate query: traces with arrivals after ``since_ms``, the newest of
+        them no later than ``sealed_before_ms``, and newer than what this watcher scored."""
+        db = self.store.db
+        sql = f"""
+            SELECT a.TraceId AS TraceId,
+                   toUnixTimestamp64Milli(a.LastArrival) AS LastArrivalMs,
+                   toUnixTimestamp64Micro(s.FirstScoredAt) AS FirstScoredUs,
+                   s.TraceId != '' AS Known
+            FROM (
+                SELECT TraceId, max(InsertedAt) AS LastArrival
+                FROM {db}.{TRACE_ARRIVALS_TABLE}
+                WHERE InsertedAt > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
+                GROUP BY TraceId
+                HAVING LastArrival <= fromUnixTimestamp64Milli({{sealed:Int64}}, 'UTC')
+            ) AS a
+            LEFT JOIN (
+                SELECT TraceId, max(LastArrival) AS Scored, min(FirstScoredAt) AS FirstScoredAt
+                FROM {db}.{WATCH_STATE_TABLE}
+                WHERE Watcher = {{watcher:String}}
+                  AND TraceId IN (
+                      SELECT TraceId FROM {db}.{TRACE_ARRIVALS_TABLE}
+                      WHERE InsertedAt > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
+                  )
+                GROUP BY TraceId
+            ) AS s ON s.TraceId = a.TraceId
+            WHERE s.TraceId = '' OR a.LastArrival > s.Scored
+            ORDER BY a.LastArrival, a.TraceId
+            LIMIT {{limit:UInt32}}
+        """
+        rows = self.store.query(
+            sql,
+            {
+                "since": since_ms,
+                "sealed": sealed_before_ms,
+                "watcher": self.name,
+                "limit": self.max_per_poll,
+            },
+        )
+        return [
+            _Due(
+                trace_id=r["TraceId"],
+                last_arrival_ms=int(r["LastArrivalMs"]),
+                first_scored_us=int(r["FirstScoredUs"]) if r["Known"] else 0,
+            )
+            for r in rows
+        ]
+
+    def _handle(self, chunk: Sequence[_Due], now_ms: int, result: PollResult) -> None:
+        now_us = now_ms * 1000
+        late, fresh = [], []
+        for item in chunk:
+            if item.first_scored_us and item.last_arrival_ms * 1000 - item.first_scored_us > (
+                self._window_us
+            ):
+                late.append(item)
+            else:
+                fresh.append(item)
+        facts = self._facts([d.trace_id for d in fresh])
+        groups: dict[tuple[int, ...], list[_Due]] = {}
+        skipped: list[_Due] = []
+        for item in fresh:
+            fact = facts.get(item.trace_id)
+            chosen = self._evaluators_for(item.trace_id, fact)
+            if chosen:
+                groups.setdefault(chosen, []).append(item)
+            else:
+                skipped.append(item)
+        for indexes, items in groups.items():
+            self._score(indexes, items, facts, now_us, result)
+        # Not scored, but handled: recorded so the overlap does not pick them up again.
+        self._write_state(skipped, facts, 0, now_us)
+        self._write_state(late, facts, 0, now_us)
+        result.skipped += len(skipped)
+        result.late_ignored += len(late)
+        self.metrics.traces.labels(outcome="skipped").inc(len(skipped))
+        self.metrics.traces.labels(outcome="late_ignored").inc(len(late))
+
+    def _evaluators_for(self, trace_id: str, fact: _Facts | None) -> tuple[int, ...]:
+        if fact is None or not fact.selected:
+            return ()
+        return tuple(
+            i
+            for i, spec in enumerate(self.config.evaluators)
+            if fact.when[i] and sampled(spec.display_name, trace_id, spec.sample)
+        )
+
+    def _facts(self, trace_ids: Sequence[str]) -> dict[str, _Facts]:
+        """Per trace, in one query: the variant, span count, and which filters match
+        (``service``/``where`` for the trace, ``when`` for each evaluator)."""
+        if not trace_ids:
+            return {}
+        db = self.store.db
+        params: dict[str, Any] = {"tids": list(trace_ids), "vk": self.config.variant_key}
+        conditions: list[str] = []
+        if self.config.service is not None:
+            conditions.append("ServiceName = {svc:String}")
+            params["svc"] = self.config.service
+        if self.loaded.where is not None:
+            conditions.append(f"({self.loaded.where.sql})")
+            params.update(self.loaded.where.params)
+        selected = " AND ".join(conditions) or "1"
+        sample = self.config.sample
+        if sample is not None:
+            params["share"] = round(sample * SAMPLE_BUCKETS)
+            sampled_sql = f"cityHash64(TraceId) % {SAMPLE_BUCKETS} < {{share:UInt32}}"
+        else:
+            sampled_sql = "1"
+        whens: list[str] = []
+        for i, when in enumerate(self.loaded.when):
+            if when is None:
+                whens.append(f"1 AS When{i}")
+            else:
+                whens.append(f"toUInt8(max({when.sql})) AS When{i}")
+                params.update(when.params)
+        lookup = f"{db}.{TRACES_TABLE}_trace_id_ts"
+        sql = f"""
+            WITH (SELECT (min(Start), max(End)) FROM {lookup}
+                  WHERE TraceId IN {{tids:Array(String)}}) AS bounds
+            SELECT TraceId,
+                   anyIf(ResourceAttributes[{{vk:String}}],
+                         ResourceAttributes[{{vk:String}}] != '') AS Variant,
+                   toUInt32(count()) AS Spans,
+                   toUInt8(max({selected}) AND any({sampled_sql})) AS Selected,
+                   {", ".join(whens)}
+            FROM {db}.{TRACES_TABLE}
+            WHERE TraceId IN {{tids:Array(String)}}
+              AND (bounds.2 = toDateTime(0)
+                   OR Timestamp BETWEEN bounds.1 AND bounds.2 + INTERVAL 1 SECOND)
+            GROUP BY TraceId
+        """
+        n = len(self.loaded.when)
+        return {
+            r["TraceId"]: _Facts(
+                variant=r["Variant"],
+                spans=int(r["Spans"]),
+                selected=bool(r["Selected"]),
+                when=tuple(bool(r[f"When{i}"]) for i in range(n)),
+            )
+            for r in self.store.query(sql, params)
+        }
+
+    def _score(
+        self,
+        indexes: tuple[int, ...],
+        items: list[_Due],
+        facts: dict[str, _Facts],
+        now_us: int,
+        result: PollResult,
+    ) -> None:
+        specs = [self.config.evaluators[i] for i in indexes]
+        evaluators = [self.loaded.evaluators[i] for i in indexes]
+        by_id = {d.trace_id: d for d in items}
+        scored = score_stored(
+            self.store,
+            list(by_id),
+            specs,
+            _case_for,
+            self.prices,
+            batch_size=self.config.batch_size,
+            workers=self.config.workers,
+        )
+        done: list[TraceScores] = []
+        for trace_scores in scored:
+            done.append(trace_scores)
+        self._write_scores(done, evaluators, facts, now_us)
+        handled = [by_id[t.trace_id] for t in done]
+        self._write_state(handled, facts, len(evaluators), now_us)
+        rescored = sum(1 for d in handled if d.first_scored_us)
+        result.rescored += rescored
+        result.scored += len(handled) - rescored
+        result.scores += sum(len(t.scores) for t in done)
+        result.scored_ids += [d.trace_id for d in handled]
+        self.metrics.traces.labels(outcome="scored").inc(len(handled) - rescored)
+        self.metrics.traces.labels(outcome="rescored").inc(rescored)
+        self.metrics.scores.inc(sum(len(t.scores) for t in done))
+
+    # -- writing ---------------------------------------------------------------------------
+    def _write_scores(
+        self,
+        done: Sequence[TraceScores],
+        evaluators: Sequence[Any],
+        facts: dict[str, _Facts],
+        now_us: int,
+    ) -> None:
+        rows = [(t, score, evaluators[i]) for t in done for i, score in enumerate(t.scores)]
+        if not rows:
+            return
+        m = len(rows)
+        self.store.insert_arrow(
+            SCORES_TABLE,
+            pa.table(
+                {
+                    "Timestamp": pa.array([now_us] * m, _US),
+                    "TraceId": [t.trace_id for t, _, _ in rows],
+                    "RunId": [self.name] * m,
+                    "CaseId": [""] * m,
+                    "Variant": [_variant(facts, t.trace_id) for t, _, _ in rows],
+                    "Evaluator": [s.evaluator for _, s, _ in rows],
+                    "EvaluatorType": [e.type_name for _, _, e in rows],
+                    "ConfigHash": [e.config_hash for _, _, e in rows],
+                    "Value": pa.array([s.value for _, s, _ in rows], pa.float64()),
+                    "Passed": pa.array([s.passed for _, s, _ in rows], pa.bool_()),
+                    "Label": [s.label for _, s, _ in rows],
+                    "Explanation": [s.explanation for _, s, _ in rows],
+                    "Error": [s.error or "" for _, s, _ in rows],
+                }
+            ),
+        )
+
+    def _write_state(
+        self, items: Sequence[_Due], facts: dict[str, _Facts], scores: int, now_us: int
+    ) -> None:
+        if not items:
+            return
+        n = len(items)
+        self.store.insert_arrow(
+            WATCH_STATE_TABLE,
+            pa.table(
+                {
+                    "Watcher": [self.name] * n,
+                    "TraceId": [d.trace_id for d in items],
+                    "LastArrival": pa.array([d.last_arrival_ms for d in items], _MS),
+                    "SpanCount": pa.array(
+                        [facts[d.trace_id].spans if d.trace_id in facts else 0 for d in items],
+                        pa.uint32(),
+                    ),
+                    "Scores": pa.array([scores] * n, pa.uint32()),
+                    "ConfigHash": [self.loaded.config_hash] * n,
+                    "FirstScoredAt": pa.array([d.first_scored_us or now_us for d in items], _US),
+                    "ScoredAt": pa.array([now_us] * n, _US),
+                }
+            ),
+        )
+
+    # -- checkpoint ------------------------------------------------------------------------
+    def _load_watermark(self) -> int | None:
+        rows = self.store.query(
+            f"""
+            SELECT toUnixTimestamp64Milli(max(Watermark)) AS Ms, count() AS N
+            FROM {self.store.db}.{WATCH_CHECKPOINTS_TABLE}
+            WHERE Watcher = {{watcher:String}}
+            """,
+            {"watcher": self.name},
+        )
+        return int(rows[0]["Ms"]) if rows and int(rows[0]["N"]) else None
+
+    def _save_watermark(self, watermark_ms: int, now_ms: int) -> None:
+        # Appended, not updated: the watermark only moves forward, so the newest is the
+        # largest (ReplacingMergeTree keeps one row per watcher once parts merge).
+        self.store.insert_arrow(
+            WATCH_CHECKPOINTS_TABLE,
+            pa.table(
+                {
+                    "Watcher": [self.name],
+                    "Watermark": pa.array([watermark_ms], _MS),
+                    "ConfigHash": [self.loaded.config_hash],
+                    "UpdatedAt": pa.array([max(now_ms * 1000, time.time_ns() // 1000)], _US),
+                }
+            ),
+        )
+        self._watermark_ms = watermark_ms
+        self.metrics.watermark.set(watermark_ms / 1000)
+
+    def _server_now_ms(self) -> int:
+        rows = self.store.query("SELECT toUnixTimestamp64Milli(now64(3, 'UTC')) AS Ms")
+        return int(rows[0]["Ms"])
+
+
+def _variant(facts: dict[str, _Facts], trace_id: str) -> str:
+    fact = facts.get(trace_id)
+    return fact.variant if fact is not None else ""
