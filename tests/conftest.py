@@ -40,3 +40,13 @@ def pipeline(store: Store, tmp_path: Path) -> Iterator[IngestPipeline]:
     settings = PipelineSettings(spool_dir=tmp_path / "spool", fsync=False, flush_interval_s=0.05)
     with IngestPipeline(store, settings) as running:
         yield running
+
+
+@pytest.fixture
+def database(chdb_path: Path) -> Iterator[str]:
+    """A database name for a test that creates it itself (e.g. through the CLI); dropped after."""
+    name = f"test_{secrets.token_hex(4)}"
+    yield name
+    cleanup = ChdbStore(chdb_path, database=name)
+    cleanup.command(f"DROP DATABASE IF EXISTS `{name}`")
+    cleanup.close()

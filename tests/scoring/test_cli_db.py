@@ -1,8 +1,6 @@
 """``tracescore db init``: migrations on the store, and the DDL it would run with --print."""
 
 import re
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,15 +73,6 @@ def test_an_invalid_cluster_name_is_a_usage_error(capsys: pytest.CaptureFixture[
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("error: invalid cluster name 'c1;DROP'")
-
-
-@pytest.fixture
-def database(chdb_path: Path) -> Iterator[str]:
-    name = f"test_{secrets.token_hex(4)}"
-    yield name
-    cleanup = ChdbStore(chdb_path, database=name)
-    cleanup.command(f"DROP DATABASE IF EXISTS `{name}`")
-    cleanup.close()
 
 
 def test_db_init_applies_every_migration_once(

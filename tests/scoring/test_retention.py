@@ -1,8 +1,6 @@
 """``tracescore db init --retention-days N``: TTLs on the span, log and score tables."""
 
 import re
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,16 +8,6 @@ import pytest
 from tracescore.collector.store.chdb_store import ChdbStore
 from tracescore.schemas.ddl import retention_statements
 from tracescore.scoring.cli import EXIT_OK, EXIT_USAGE, main
-
-
-@pytest.fixture
-def database(chdb_path: Path) -> Iterator[str]:
-    name = f"test_{secrets.token_hex(4)}"
-    yield name
-    cleanup = ChdbStore(chdb_path, database=name)
-    cleanup.command(f"DROP DATABASE IF EXISTS `{name}`")
-    cleanup.close()
-
 
 # Other tables may carry their own fixed TTLs; these are the ones retention governs.
 _GOVERNED = ["otel_traces", "otel_traces_trace_id_ts", "otel_logs", "tracescore_scores"]

@@ -4,7 +4,7 @@ and new ones as they land (``tracescore watch``)."""
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tracescore.schemas.attributes import DEFAULT_VARIANT_KEY
-from tracescore.schemas.suite import EvaluatorSpec, ModelPrice
+from tracescore.schemas.suite import EvaluatorSpec, ModelPrice, unique_evaluator_names
 
 
 class _Strict(BaseModel):
@@ -75,10 +75,4 @@ class ScoringConfig(_Strict):
     @field_validator("evaluators")
     @classmethod
     def _unique_evaluators(cls, evaluators: list[ScoringEvaluator]) -> list[ScoringEvaluator]:
-        names = [e.display_name for e in evaluators]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(
-                f"evaluator names must be unique (set `name:`), repeated: {', '.join(duplicates)}"
-            )
-        return evaluators
+        return unique_evaluator_names(evaluators)

@@ -1,7 +1,7 @@
 """Pydantic models of a suite: ``eval.yaml`` and its cases."""
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -184,6 +184,21 @@ class Case(_Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+E = TypeVar("E", bound=EvaluatorSpec)
+
+
+def unique_evaluator_names(evaluators: list[E]) -> list[E]:
+    """``evaluators`` unchanged, or ValueError naming the names used twice (scores are
+    stored per evaluator name, so two with one name would overwrite each other)."""
+    names = [e.display_name for e in evaluators]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(
+            f"evaluator names must be unique (set `name:`), repeated: {', '.join(duplicates)}"
+        )
+    return evaluators
+
+
 class ModelPrice(_Strict):
     """USD per million tokens. ``cached_input`` bills prompt-cache reads; when absent
     they are billed at the ``input`` rate."""
@@ -261,13 +276,7 @@ class SuiteConfig(_Strict):
     @field_validator("evaluators")
     @classmethod
     def _unique_evaluators(cls, evaluators: list[EvaluatorSpec]) -> list[EvaluatorSpec]:
-        names = [e.display_name for e in evaluators]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(
-                f"evaluator names must be unique (set `name:`), repeated: {', '.join(duplicates)}"
-            )
-        return evaluators
+        return unique_evaluator_names(evaluators)
 
 
 def system_for(config: SuiteConfig, variant: Variant) -> SystemConfig:
