@@ -4,6 +4,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from opentelemetry.trace import TracerProvider
@@ -70,9 +71,12 @@ class Evaluator(ABC):
         self.name = name
         self.params = params
 
-    @property
+    @cached_property
     def config_hash(self) -> str:
-        """Identity of (type, params): a re-score with the same config replaces the score."""
+        """Identity of (type, params): a re-score with the same config replaces the score.
+
+        Computed once: every score row written carries it, and params do not change
+        after the evaluator is built."""
         payload = json.dumps(
             {"type": self.type_name, "params": self.params.model_dump(mode="json")},
             sort_keys=True,
