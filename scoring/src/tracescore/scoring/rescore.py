@@ -8,9 +8,7 @@ evaluator and config hash), and a trace whose scores already exist is skipped un
 forced, so an interrupted re-score resumes where it stopped.
 """
 
-import hashlib
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +28,8 @@ from tracescore.scoring.batch import TraceScores, score_stored
 from tracescore.scoring.filters import SpanFilter, compile_filter
 from tracescore.scoring.pricing import PriceTable
 from tracescore.scoring.progress import CountProgress
+from tracescore.scoring.results import ScoreRow, write_scores
+from tracescore.scoring.sampling import sample_condition, sampled
 from tracescore.scoring.scoring_config import LoadedScoringConfig
 from tracescore.scoring.traces import batched
 
@@ -44,9 +44,6 @@ __all__ = [
     "rescore",
     "select_traces",
 ]
-
-_SAMPLE_BUCKETS = 10_000
-_TS = pa.timestamp("us", tz="UTC")
 
 
 # -- options -----------------------------------------------------------------------------------
@@ -234,8 +231,9 @@ def _conditions(
         if not 0 < sample <= 1:
             raise ConfigError(f"--sample must be in (0, 1], not {sample}")
         # By a hash of the trace id: the same share is picked on every run.
-        conditions.append(f"cityHash64(TraceId) % {_SAMPLE_BUCKETS} < {{share:UInt32}}")
-        params["share"] = round(sample * _SAMPLE_BUCKETS)
+        condition, share = sample_condition(sample)
+        conditions.append(condition)
+        params.update(share)
     return conditions, params
 
 
@@ -305,13 +303,6 @@ class RescoreSummary:
     """Traces that could not be rebuilt, or have no spans left in the source."""
     evaluators: dict[str, EvaluatorTally] = field(default_factory=dict)
     dry_run: bool = False
-
-
-def _sampled(evaluator: str, trace_id: str, share: float) -> bool:
-    # Salted by the evaluator, so its sample is independent of the selection's
-    # (which uses cityHash64 of the bare trace id) and of other evaluators'.
-    digest = hashlib.blake2b(f"{evaluator}\0{trace_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % _SAMPLE_BUCKETS < round(share * _SAMPLE_BUCKETS)
 
 
 def _case_for(trace: Trace) -> Case:
@@ -385,8 +376,7 @@ class _Planner:
                 needed = [
                     i
                     for i, spec in enumerate(specs)
-                    if matches[i]
-                    and (spec.sample is None or _sampled(spec.display_name, trace_id, spec.sample))
+                    if matches[i] and sampled(spec.display_name, trace_id, spec.sample)
                 ]
                 todo = tuple(i for i in needed if self.keys[i] not in done.get(trace_id, set()))
                 if not needed:
@@ -406,39 +396,16 @@ class _ScoreWriter:
         self.store = store
         self.run_id = run_id
         self.batch_size = batch_size
-        self.rows: list[tuple[str, str, Score, str, str]] = []
+        self.rows: list[ScoreRow] = []
 
-    def add(self, trace_id: str, variant: str, score: Score, kind: str, config_hash: str) -> None:
-        self.rows.append((trace_id, variant, score, kind, config_hash))
+    def add(self, row: ScoreRow) -> None:
+        self.rows.append(row)
         if len(self.rows) >= self.batch_size:
             self.flush()
 
     def flush(self) -> None:
-        if not self.rows:
-            return
         rows, self.rows = self.rows, []
-        now = time.time_ns() // 1000
-        m = len(rows)
-        self.store.insert_arrow(
-            SCORES_TABLE,
-            pa.table(
-                {
-                    "Timestamp": pa.array([now] * m, _TS),
-                    "TraceId": [r[0] for r in rows],
-                    "RunId": [self.run_id] * m,
-                    "CaseId": [""] * m,
-                    "Variant": [r[1] for r in rows],
-                    "Evaluator": [r[2].evaluator for r in rows],
-                    "EvaluatorType": [r[3] for r in rows],
-                    "ConfigHash": [r[4] for r in rows],
-                    "Value": pa.array([r[2].value for r in rows], pa.float64()),
-                    "Passed": pa.array([r[2].passed for r in rows], pa.bool_()),
-                    "Label": [r[2].label for r in rows],
-                    "Explanation": [r[2].explanation for r in rows],
-                    "Error": [r[2].error or "" for r in rows],
-                }
-            ),
-        )
+        write_scores(self.store, self.run_id, rows)
 
 
 def rescore(
@@ -500,11 +467,14 @@ def rescore(
                     summary.errors += 1
                 for evaluator, score in zip(evaluators, result.scores, strict=True):
                     writer.add(
-                        result.trace_id,
-                        variants.get(result.trace_id, ""),
-                        score,
-                        evaluator.type_name,
-                        evaluator.config_hash,
+                        ScoreRow(
+                            result.trace_id,
+                            "",
+                            variants.get(result.trace_id, ""),
+                            score,
+                            evaluator.type_name,
+                            evaluator.config_hash,
+                        )
                     )
                     _tally(summary.evaluators[evaluator.name], score)
                 summary.scored += 1

@@ -3,7 +3,7 @@
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pyarrow as pa
 
@@ -98,28 +98,56 @@ def write_cases(store: Store, run: RunRecord, cases: Sequence[ScoredCase]) -> No
             }
         ),
     )
-    scored = [(c, s) for c in cases for s in c.scores]
-    if not scored:
+    write_scores(
+        store,
+        run.run_id,
+        [
+            ScoreRow(
+                c.trace_id, c.case_id, c.variant, s, *c.score_configs.get(s.evaluator, ("", ""))
+            )
+            for c in cases
+            for s in c.scores
+        ],
+        now,
+    )
+
+
+class ScoreRow(NamedTuple):
+    trace_id: str
+    case_id: str
+    """Empty for traces scored outside a suite (rescore, watch)."""
+    variant: str
+    score: Score
+    evaluator_type: str
+    config_hash: str
+
+
+def write_scores(
+    store: Store, run_id: str, rows: Sequence[ScoreRow], now_us: int | None = None
+) -> None:
+    """Score rows in one insert. The table keeps the newest row per (trace, evaluator,
+    config hash), so writing a score again replaces it."""
+    if not rows:
         return
-    m = len(scored)
-    configs = [c.score_configs.get(s.evaluator, ("", "")) for c, s in scored]
+    m = len(rows)
+    now = _micros(time.time_ns()) if now_us is None else now_us
     store.insert_arrow(
         SCORES_TABLE,
         pa.table(
             {
                 "Timestamp": pa.array([now] * m, _TS),
-                "TraceId": [c.trace_id for c, _ in scored],
-                "RunId": [run.run_id] * m,
-                "CaseId": [c.case_id for c, _ in scored],
-                "Variant": [c.variant for c, _ in scored],
-                "Evaluator": [s.evaluator for _, s in scored],
-                "EvaluatorType": [t for t, _ in configs],
-                "ConfigHash": [h for _, h in configs],
-                "Value": pa.array([s.value for _, s in scored], pa.float64()),
-                "Passed": pa.array([s.passed for _, s in scored], pa.bool_()),
-                "Label": [s.label for _, s in scored],
-                "Explanation": [s.explanation for _, s in scored],
-                "Error": [s.error or "" for _, s in scored],
+                "TraceId": [r.trace_id for r in rows],
+                "RunId": [run_id] * m,
+                "CaseId": [r.case_id for r in rows],
+                "Variant": [r.variant for r in rows],
+                "Evaluator": [r.score.evaluator for r in rows],
+                "EvaluatorType": [r.evaluator_type for r in rows],
+                "ConfigHash": [r.config_hash for r in rows],
+                "Value": pa.array([r.score.value for r in rows], pa.float64()),
+                "Passed": pa.array([r.score.passed for r in rows], pa.bool_()),
+                "Label": [r.score.label for r in rows],
+                "Explanation": [r.score.explanation for r in rows],
+                "Error": [r.score.error or "" for r in rows],
             }
         ),
     )

@@ -25,7 +25,6 @@ Traces that landed before migration 0006 have no arrivals: re-score them with
 ``tracescore rescore``. A first start looks back ``late_span_window_s``.
 """
 
-import hashlib
 import logging
 import math
 import threading
@@ -38,7 +37,6 @@ import pyarrow as pa
 
 from tracescore.collector.store import Store
 from tracescore.schemas.ddl import (
-    SCORES_TABLE,
     TRACE_ARRIVALS_TABLE,
     TRACES_TABLE,
     WATCH_CHECKPOINTS_TABLE,
@@ -49,10 +47,12 @@ from tracescore.schemas.suite import Case
 from tracescore.schemas.trace import Trace
 from tracescore.scoring.batch import TraceScores, score_stored
 from tracescore.scoring.pricing import PriceTable
+from tracescore.scoring.results import ScoreRow, write_scores
+from tracescore.scoring.sampling import sample_condition, sampled
 from tracescore.scoring.scoring_config import LoadedScoringConfig
 from tracescore.scoring.watch_metrics import WatchMetrics
 
-__all__ = ["SAFETY_MARGIN_S", "SAMPLE_BUCKETS", "PollResult", "Watcher", "sampled"]
+__all__ = ["SAFETY_MARGIN_S", "PollResult", "Watcher", "sampled"]
 
 log = logging.getLogger("tracescore.watch")
 
@@ -66,20 +66,6 @@ watermark then stops at the last trace handled, and the lag shows the backlog)."
 
 _MS = pa.timestamp("ms", tz="UTC")
 _US = pa.timestamp("us", tz="UTC")
-
-
-SAMPLE_BUCKETS = 10_000
-
-
-def sampled(evaluator: str, trace_id: str, share: float | None) -> bool:
-    """Whether an evaluator with ``sample: share`` scores ``trace_id``: the same answer on
-    every poll, process and machine, and the same as ``tracescore rescore``'s. Salted by
-    the evaluator, so its sample is independent of the config's ``sample`` (which is
-    ``cityHash64(TraceId) % 10000`` in SQL, as rescore selects) and of other evaluators'."""
-    if share is None:
-        return True
-    digest = hashlib.blake2b(f"{evaluator}\0{trace_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % SAMPLE_BUCKETS < round(share * SAMPLE_BUCKETS)
 
 
 @dataclass
@@ -334,11 +320,10 @@ class Watcher:
             params.update(self.loaded.where.params)
         selected = " AND ".join(conditions) or "1"
         sample = self.config.sample
+        sampled_sql = "1"
         if sample is not None:
-            params["share"] = round(sample * SAMPLE_BUCKETS)
-            sampled_sql = f"cityHash64(TraceId) % {SAMPLE_BUCKETS} < {{share:UInt32}}"
-        else:
-            sampled_sql = "1"
+            sampled_sql, share = sample_condition(sample)
+            params.update(share)
         whens: list[str] = []
         for i, when in enumerate(self.loaded.when):
             if when is None:
@@ -416,30 +401,19 @@ class Watcher:
         facts: dict[str, _Facts],
         now_us: int,
     ) -> None:
-        rows = [(t, score, evaluators[i]) for t in done for i, score in enumerate(t.scores)]
-        if not rows:
-            return
-        m = len(rows)
-        self.store.insert_arrow(
-            SCORES_TABLE,
-            pa.table(
-                {
-                    "Timestamp": pa.array([now_us] * m, _US),
-                    "TraceId": [t.trace_id for t, _, _ in rows],
-                    "RunId": [self.name] * m,
-                    "CaseId": [""] * m,
-                    "Variant": [_variant(facts, t.trace_id) for t, _, _ in rows],
-                    "Evaluator": [s.evaluator for _, s, _ in rows],
-                    "EvaluatorType": [e.type_name for _, _, e in rows],
-                    "ConfigHash": [e.config_hash for _, _, e in rows],
-                    "Value": pa.array([s.value for _, s, _ in rows], pa.float64()),
-                    "Passed": pa.array([s.passed for _, s, _ in rows], pa.bool_()),
-                    "Label": [s.label for _, s, _ in rows],
-                    "Explanation": [s.explanation for _, s, _ in rows],
-                    "Error": [s.error or "" for _, s, _ in rows],
-                }
-            ),
-        )
+        rows = [
+            ScoreRow(
+                t.trace_id,
+                "",
+                _variant(facts, t.trace_id),
+                score,
+                evaluators[i].type_name,
+                evaluators[i].config_hash,
+            )
+            for t in done
+            for i, score in enumerate(t.scores)
+        ]
+        write_scores(self.store, self.name, rows, now_us)
 
     def _write_state(
         self, items: Sequence[_Due], facts: dict[str, _Facts], scores: int, now_us: int
