@@ -49,9 +49,10 @@ from tracescore.schemas.errors import TracescoreError
 log = logging.getLogger(__name__)
 
 TraceListener = Callable[[set[bytes]], None]
-AcceptedListener = Callable[[ExportTraceServiceRequest], None]
+AcceptedListener = Callable[[ExportTraceServiceRequest, set[bytes]], None]
 """Called with each traces request once it is durably spooled (so it will be stored),
-already parsed and checked: in-process consumers need not parse it again."""
+already parsed and checked, with the trace ids in it: in-process consumers need not
+parse or scan it again."""
 
 
 class Signal(StrEnum):
@@ -155,7 +156,8 @@ class IngestPipeline:
         ``notify=False`` keeps the request from the ``on_traces`` listener (an in-process
         producer whose spans are not what the listener waits for)."""
         check = check_traces if signal is Signal.TRACES else check_logs
-        want_ids = signal is Signal.TRACES and self._on_traces is not None and notify
+        listening = self._on_accepted is not None or (self._on_traces is not None and notify)
+        want_ids = signal is Signal.TRACES and listening
         try:
             checked = check(body, self.settings.limits, collect_trace_ids=want_ids)
         except Exception:
@@ -191,8 +193,8 @@ class IngestPipeline:
             signal.value, protocol, "partial" if checked.rejected else "ok"
         ).inc()
         if signal is Signal.TRACES and checked.accepted and self._on_accepted is not None:
-            self._on_accepted(checked.request)
-        if want_ids and checked.trace_ids and self._on_traces is not None:
+            self._on_accepted(checked.request, checked.trace_ids)
+        if notify and want_ids and checked.trace_ids and self._on_traces is not None:
             self._on_traces(checked.trace_ids)
         return checked
 

@@ -61,19 +61,14 @@ class LiveSpans:
         spans.sort(key=lambda s: (s.start_ns, s.span_id))
         return spans
 
-    def on_accepted(self, request: ExportTraceServiceRequest) -> None:
+    def on_accepted(self, request: ExportTraceServiceRequest, trace_ids: set[bytes]) -> None:
         with self._lock:
             if not self._open:
                 return
             open_ids = set(self._open)
-        # Most requests of a run belong to open cases; the check is for the others
-        # (evaluator spans, late spans of sealed cases) to skip decoding.
-        if not any(
-            span.trace_id.hex() in open_ids
-            for resource_spans in request.resource_spans
-            for scope_spans in resource_spans.scope_spans
-            for span in scope_spans.spans
-        ):
+        # Requests of no open case (evaluator spans, late spans of sealed cases) are
+        # not decoded; the pipeline's checks already listed the request's trace ids.
+        if not any(tid.hex() in open_ids for tid in trace_ids):
             return
         table = decode_spans(request).to_arrow()
         wanted = pa.array(list(open_ids), pa.string())
