@@ -13,10 +13,9 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
-import anthropic
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import (
     Link,
@@ -34,6 +33,11 @@ from tracescore.schemas.suite import Case
 from tracescore.schemas.trace import Trace
 from tracescore.scoring.evaluators.base import Evaluator, EvaluatorParams, register
 from tracescore.scoring.evaluators.judge_cache import JudgeCache, request_key
+
+if TYPE_CHECKING:
+    # Imported where a call is made: the SDK takes ~2 s to import, which every CLI
+    # command would pay just because the judge is a registered evaluator.
+    import anthropic
 
 # A current model: the SDK warns that claude-sonnet-4-5 reaches end-of-life on 2026-11-30.
 DEFAULT_MODEL: Final = "claude-sonnet-5-5"
@@ -457,6 +461,8 @@ class LlmJudge(Evaluator):
         self, request: dict[str, Any], api_key: str, trace: Trace
     ) -> tuple[Any, dict[str, Any]] | Score:
         """One judge call, traced: the tool input and facts about the reply, or an error Score."""
+        import anthropic
+
         p = self.p
         base_url = p.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         client = self._client_for(api_key)
@@ -517,7 +523,9 @@ class LlmJudge(Evaluator):
                 # The call itself worked, so its span stays OK; the Score carries the error.
                 return Score.failure(self.name, error)
 
-    def _client_for(self, api_key: str) -> anthropic.Anthropic:
+    def _client_for(self, api_key: str) -> "anthropic.Anthropic":
+        import anthropic
+
         p = self.p
         with self._client_lock:
             if self._client is None or self._client_key != api_key:
@@ -552,7 +560,7 @@ class LlmJudge(Evaluator):
             attributes["server.port"] = url.port or (443 if url.scheme == "https" else 80)
         return attributes
 
-    def _status_error(self, exc: anthropic.APIStatusError) -> str:
+    def _status_error(self, exc: "anthropic.APIStatusError") -> str:
         p = self.p
         kind, message = _error_body(exc)
         detail = f"HTTP {exc.status_code}" + (f" {kind}" if kind else "")
@@ -563,7 +571,9 @@ class LlmJudge(Evaluator):
             return f"{text} (gave up after {p.max_retries} retries)"
         return text
 
-    def _transport_error(self, exc: anthropic.APIError, base_url: str) -> str:
+    def _transport_error(self, exc: "anthropic.APIError", base_url: str) -> str:
+        import anthropic
+
         p = self.p
         if isinstance(exc, anthropic.APITimeoutError):
             return (
@@ -665,7 +675,7 @@ def _unfence(text: str) -> str:
     return stripped
 
 
-def _error_body(exc: anthropic.APIStatusError) -> tuple[str, str]:
+def _error_body(exc: "anthropic.APIStatusError") -> tuple[str, str]:
     """The API's error type and message, falling back to the SDK's own message."""
     body = exc.body
     if isinstance(body, dict):
