@@ -682,8 +682,9 @@ class SuiteRunner:
                 self._open_traces.discard(trace_id)
             self._live.close(trace_id)
             return _Transient(invocation.error, trace_id)
-        # An in-process SUT batches its spans: push them out before waiting for the seal.
-        self._sut_providers[variant.name].force_flush()
+        if adapter.in_process:
+            # Its spans are batched: push them out before waiting for the seal.
+            self._sut_providers[variant.name].force_flush()
 
         sealed = self.tracker.wait_sealed(trace_id, config.quiet_period_s, config.seal_timeout_s)
         with self._cases_lock:

@@ -55,6 +55,10 @@ class SystemAdapter(ABC):
     """One adapter per variant: ``start`` before the variant's first case, ``invoke`` per
     case (from several threads at once), ``stop`` after its last (also on errors)."""
 
+    in_process: ClassVar[bool] = False
+    """True for SUTs that run in this process and emit through
+    ``VariantContext.tracer_provider``: the runner flushes it after each call."""
+
     replays: ClassVar[bool] = False
     """True for adapters that score stored traces: the runner opens no harness span,
     calls ``replay_cases`` for the variant's cases, and scores the trace each

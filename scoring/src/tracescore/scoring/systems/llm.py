@@ -59,6 +59,8 @@ class LlmAdapter(SystemAdapter):
     """Sends the rendered ``prompt`` (and ``system_prompt``) to the model and returns its
     reply text; the GenAI client span goes to the variant's own TracerProvider."""
 
+    in_process = True
+
     def __init__(self, system: LlmSystem) -> None:
         self.system = system
         self._tracer: Tracer | None = None

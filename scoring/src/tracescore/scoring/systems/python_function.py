@@ -45,6 +45,8 @@ class PythonAdapter(SystemAdapter):
     process environment is shared by variants running at once).
     """
 
+    in_process = True
+
     def __init__(self, system: PythonSystem, folder: Path) -> None:
         self.system = system
         self.folders = [(folder / p).resolve() for p in system.path] or [folder.resolve()]
