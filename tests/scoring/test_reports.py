@@ -296,3 +296,17 @@ def test_cli_rejects_a_directory_as_report_before_running(
     captured = capsys.readouterr()
     assert captured.err.strip() == f"error: --markdown {tmp_path}: is a directory, not a file"
     assert "Running suite" not in captured.out
+
+
+def test_repeated_cases_add_pass_at_k_and_pass_hat_k_rows() -> None:
+    run = _run()
+    # [strong] run twice: greet passes once (pass@2 1, pass^2 0), atlantis never (0, 0).
+    again = ScoredCase(
+        case_id="greet", variant="strong", repeat=1, trace_id="e" * 32,
+        status="failed", input="hi", output="?",
+    )  # fmt: skip
+    atlantis = next(c for c in run.cases if (c.case_id, c.variant) == ("atlantis", "strong"))
+    run.cases += [again, ScoredCase(**{**atlantis.__dict__, "repeat": 1, "trace_id": "f" * 32})]
+    text = markdown_report(run, EVALUATORS)
+    assert "| case pass@2 | 50% | – |" in text
+    assert "| case pass^2 | 0% | – |" in text

@@ -5,7 +5,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tracescore.schemas.scores import Score
-from tracescore.scoring.reports.summary import repeat_stats
+from tracescore.scoring.reports.summary import repeat_rows
 from tracescore.scoring.results import RunRecord, ScoredCase
 
 _STATUS_STYLE = {"passed": "green", "failed": "red", "error": "yellow"}
@@ -77,11 +77,8 @@ def print_summary(console: Console, run: RunRecord, evaluator_names: list[str], 
         "case (all evaluators)",
         *[_rate([c.status == "passed" for c in run.cases if c.variant == v]) for v in run.variants],
     )
-    repeated = [repeat_stats(run, v) for v in run.variants]
-    if any(r is not None for r in repeated):
-        k = min(r.k for r in repeated if r is not None)
-        rates.add_row(f"case pass@{k}", *[f"{r.pass_at_k:.0%}" if r else "–" for r in repeated])
-        rates.add_row(f"case pass^{k}", *[f"{r.pass_hat_k:.0%}" if r else "–" for r in repeated])
+    for label, cells in repeat_rows(run):
+        rates.add_row(label, *cells)
     console.print(rates)
 
     problems = [c for c in run.cases if c.status != "passed"]

@@ -6,7 +6,7 @@ from tracescore.scoring.reports.summary import (
     EvaluatorStats,
     case_stats,
     evaluator_stats,
-    repeat_stats,
+    repeat_rows,
 )
 from tracescore.scoring.reports.text import printable
 from tracescore.scoring.results import RunRecord
@@ -56,13 +56,8 @@ def markdown_report(run: RunRecord, evaluator_names: list[str]) -> str:
         stats = case_stats(run, variant)
         case_cells.append(_rate(stats.passed, stats.total))
     lines.append("| case (all evaluators) | " + " | ".join(case_cells) + " |")
-    repeated = [repeat_stats(run, v) for v in run.variants]
-    if any(r is not None for r in repeated):
-        k = min(r.k for r in repeated if r is not None)
-        at = [f"{r.pass_at_k:.0%}" if r else "–" for r in repeated]
-        hat = [f"{r.pass_hat_k:.0%}" if r else "–" for r in repeated]
-        lines.append(f"| case pass@{k} | " + " | ".join(at) + " |")
-        lines.append(f"| case pass^{k} | " + " | ".join(hat) + " |")
+    for label, cells in repeat_rows(run):
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
     failed = [c for c in run.cases if c.status == "failed"]
     if failed:

@@ -105,3 +105,16 @@ def repeat_stats(run: RunRecord, variant: str) -> RepeatStats | None:
     at = [pass_at_k(len(r), sum(r), k) for r in outcomes.values()]
     hat = [pass_hat_k(len(r), sum(r), k) for r in outcomes.values()]
     return RepeatStats(k, len(outcomes), sum(at) / len(at), sum(hat) / len(hat))
+
+
+def repeat_rows(run: RunRecord) -> list[tuple[str, list[str]]]:
+    """The summary rows ``case pass@k`` and ``case pass^k``, one cell per variant (``–``
+    for a variant without repeats); none when no variant was repeated."""
+    repeated = [repeat_stats(run, v) for v in run.variants]
+    if all(r is None for r in repeated):
+        return []
+    k = min(r.k for r in repeated if r is not None)
+    return [
+        (f"case pass@{k}", [f"{r.pass_at_k:.0%}" if r else "–" for r in repeated]),
+        (f"case pass^{k}", [f"{r.pass_hat_k:.0%}" if r else "–" for r in repeated]),
+    ]
