@@ -130,28 +130,20 @@ def generate(columns: SpanColumns, n: int) -> None:
                 ("gen_ai.input.messages", history),
                 ("gen_ai.output.messages", _messages("assistant", reply)),
             ]
-        columns.timestamp.append(start + offset)
-        columns.trace_id.append(trace_id)
-        columns.span_id.append(span_id)
-        columns.parent_span_id.append("" if i == 0 else root_id)
-        columns.trace_state.append("")
-        columns.span_name.append(name)
-        columns.span_kind.append(kind)
-        columns.service_name.append("travel-agent")
-        columns.resource_attributes.append(RESOURCE)
-        columns.scope_name.append("opentelemetry.instrumentation.openai_v2")
-        columns.scope_version.append("2.1b0")
-        columns.span_attributes.append(attrs)
-        columns.duration.append(duration)
-        columns.status_code.append("Unset")
-        columns.status_message.append("")
-        columns.events_timestamp.append([])
-        columns.events_name.append([])
-        columns.events_attributes.append([])
-        columns.links_trace_id.append([])
-        columns.links_span_id.append([])
-        columns.links_trace_state.append([])
-        columns.links_attributes.append([])
+        columns.add_span(
+            timestamp=start + offset,
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id="" if i == 0 else root_id,
+            name=name,
+            kind=kind,
+            service_name="travel-agent",
+            resource_attributes=RESOURCE,
+            scope_name="opentelemetry.instrumentation.openai_v2",
+            scope_version="2.1b0",
+            attributes=attrs,
+            duration=duration,
+        )
         offset += 1_000_000 if i == 0 else duration
 
 

@@ -373,34 +373,26 @@ def _add_span(
     attributes: list[tuple[str, str]],
     status: str = "Unset",
 ) -> None:
-    cols.timestamp.append(start_ns)
-    cols.trace_id.append(trace)
-    cols.span_id.append(span)
-    cols.parent_span_id.append(parent)
-    cols.trace_state.append("")
-    cols.span_name.append(name)
-    cols.span_kind.append("Internal")
-    cols.service_name.append("agent")
-    cols.resource_attributes.append(
-        [
+    cols.add_span(
+        timestamp=start_ns,
+        trace_id=trace,
+        span_id=span,
+        parent_span_id=parent,
+        name=name,
+        kind="Internal",
+        service_name="agent",
+        resource_attributes=[
             ("service.name", "agent"),
             ("tracescore.variant", variant),
             ("service.version", VERSIONS[variant]),
-        ]
+        ],
+        scope_name="test",
+        scope_version="1",
+        attributes=attributes,
+        duration=duration_ns,
+        status_code=status,
+        status_message="boom" if status != "Unset" else "",
     )
-    cols.scope_name.append("test")
-    cols.scope_version.append("1")
-    cols.span_attributes.append(attributes)
-    cols.duration.append(duration_ns)
-    cols.status_code.append(status)
-    cols.status_message.append("boom" if status != "Unset" else "")
-    cols.events_timestamp.append([])
-    cols.events_name.append([])
-    cols.events_attributes.append([])
-    cols.links_trace_id.append([])
-    cols.links_span_id.append([])
-    cols.links_trace_state.append([])
-    cols.links_attributes.append([])
 
 
 def _add_trace(cols: SpanColumns, trace: str, variant: str, start_ns: int, n: int) -> int:

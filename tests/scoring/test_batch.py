@@ -77,29 +77,23 @@ def add_trace(columns: SpanColumns, n: int) -> None:
                 ("gen_ai.tool.name", "get_weather"),
                 ("gen_ai.tool.call.id", f"call_{n}_{i}"),
             ]
-        columns.timestamp.append(start)
-        columns.trace_id.append(trace_id(n))
-        columns.span_id.append(f"{n:08x}{i:08x}")
-        columns.parent_span_id.append("" if i == 0 else f"{n:08x}{0:08x}")
-        columns.trace_state.append("")
-        columns.span_name.append(name)
-        columns.span_kind.append(kind)
-        columns.service_name.append("agent")
-        columns.resource_attributes.append(RESOURCE if n % 2 else [*RESOURCE, ("odd", "no")])
-        columns.scope_name.append("test")
-        columns.scope_version.append("1")
-        columns.span_attributes.append(attributes)
-        columns.duration.append(5_000_000 - i)
         failing = i == 3
-        columns.status_code.append("Error" if failing else "Unset")
-        columns.status_message.append("boom" if failing else "")
-        columns.events_timestamp.append([])
-        columns.events_name.append([])
-        columns.events_attributes.append([])
-        columns.links_trace_id.append([])
-        columns.links_span_id.append([])
-        columns.links_trace_state.append([])
-        columns.links_attributes.append([])
+        columns.add_span(
+            timestamp=start,
+            trace_id=trace_id(n),
+            span_id=f"{n:08x}{i:08x}",
+            parent_span_id="" if i == 0 else f"{n:08x}{0:08x}",
+            name=name,
+            kind=kind,
+            service_name="agent",
+            resource_attributes=RESOURCE if n % 2 else [*RESOURCE, ("odd", "no")],
+            scope_name="test",
+            scope_version="1",
+            attributes=attributes,
+            duration=5_000_000 - i,
+            status_code="Error" if failing else "Unset",
+            status_message="boom" if failing else "",
+        )
 
 
 def _reply(text: str) -> str:

@@ -80,6 +80,49 @@ class SpanColumns:
     def __len__(self) -> int:
         return len(self.trace_id)
 
+    def add_span(
+        self,
+        *,
+        timestamp: int,
+        trace_id: str,
+        span_id: str,
+        parent_span_id: str,
+        name: str,
+        kind: str,
+        service_name: str,
+        resource_attributes: Attrs,
+        scope_name: str,
+        scope_version: str,
+        attributes: Attrs,
+        duration: int,
+        status_code: str = "Unset",
+        status_message: str = "",
+        trace_state: str = "",
+    ) -> None:
+        """One span with no events or links, in stored value formats (test and benchmark
+        data built column-wise, as the decoder builds it)."""
+        self.timestamp.append(timestamp)
+        self.trace_id.append(trace_id)
+        self.span_id.append(span_id)
+        self.parent_span_id.append(parent_span_id)
+        self.trace_state.append(trace_state)
+        self.span_name.append(name)
+        self.span_kind.append(kind)
+        self.service_name.append(service_name)
+        self.resource_attributes.append(resource_attributes)
+        self.scope_name.append(scope_name)
+        self.scope_version.append(scope_version)
+        self.span_attributes.append(attributes)
+        self.duration.append(duration)
+        self.status_code.append(status_code)
+        self.status_message.append(status_message)
+        for column in (
+            self.events_timestamp, self.events_name, self.events_attributes,
+            self.links_trace_id, self.links_span_id, self.links_trace_state,
+            self.links_attributes,
+        ):  # fmt: skip
+            column.append([])
+
     def to_arrow(self) -> pa.Table:
         return pa.Table.from_arrays(
             [
