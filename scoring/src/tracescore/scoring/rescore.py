@@ -128,7 +128,6 @@ class SourceTable:
             SELECT {SPAN_COLUMNS}
             FROM {self.sql}
             WHERE TraceId IN {{tids:Array(String)}}
-            ORDER BY TraceId, Timestamp, SpanId
         """
         return store.query_arrow(sql, {"tids": list(trace_ids)})
 

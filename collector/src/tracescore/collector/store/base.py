@@ -146,12 +146,16 @@ class Store(ABC):
         if found:
             for span in spans_from_arrow(self.fetch_spans_arrow(list(found))):
                 found[span.trace_id].append(span)
+            for spans in found.values():
+                spans.sort(key=_start_order)
         return found
 
     def fetch_spans_arrow(self, trace_ids: Sequence[str]) -> pa.Table:
-        """The rows ``fetch_traces`` converts, unconverted: the spans of ``trace_ids``
-        ordered by trace id, then start time. Cheap to ship to another process as Arrow
-        IPC; ``spans_from_arrow`` turns the rows into spans there."""
+        """The rows ``fetch_traces`` converts, unconverted: the spans of ``trace_ids``, in
+        no particular order. Cheap to ship to another process as Arrow IPC;
+        ``spans_from_arrow`` turns the rows into spans there. (Sorting in the query
+        copied every map column and doubled its time; rebuilding a trace sorts its
+        spans anyway.)"""
         lookup = f"{self.db}.{TRACES_TABLE}_trace_id_ts"
         # One time range for the batch, from the lookup table as in fetch_trace: traces
         # of a batch are usually close in time, so the scan still prunes partitions.
@@ -163,7 +167,6 @@ class Store(ABC):
             WHERE TraceId IN {{tids:Array(String)}}
               AND (bounds.2 = toDateTime(0)
                    OR Timestamp BETWEEN bounds.1 AND bounds.2 + INTERVAL 1 SECOND)
-            ORDER BY TraceId, Timestamp, SpanId
         """
         return self.query_arrow(sql, {"tids": list(trace_ids)})
 
@@ -195,6 +198,10 @@ class Store(ABC):
                 {"tid": trace_id},
             )
         return int(rows[0]["n"])
+
+
+def _start_order(span: Span) -> tuple[int, str]:
+    return span.start_ns, span.span_id
 
 
 def _pairs_to_dict(pairs: Sequence[tuple[str, str]] | None) -> dict[str, str]:
@@ -355,26 +362,24 @@ def _maps(array: Any) -> list[dict[str, str]]:
 
 
 def _repeating_maps(array: Any) -> list[dict[str, str]]:
-    """``_maps`` for a column whose rows mostly equal the row before (resource attributes:
-    the spans of a trace, and of a service, have the same), which then share one dict.
+    """``_maps`` for a column with few distinct rows (resource attributes: the spans of a
+    trace, and of a service, have the same), where equal rows share one dict.
 
-    Comparing the key and value slices with the last row's is ~4× cheaper than building
-    the dict, and one dict instead of one per span is less memory in the worker too.
+    Rows come in no particular order, so equal rows are found by their key and value
+    tuples; one dict per distinct row instead of one per span is cheaper to build and
+    less memory in the worker too.
     """
     offsets = array.offsets.to_pylist()
     keys = array.keys.to_pylist()
     values = array.items.to_pylist()
     maps: list[dict[str, str]] = []
-    last_keys: list[str] | None = None
-    last_values: list[str] | None = None
-    last: dict[str, str] = {}
+    seen: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, str]] = {}
     for start, end in itertools.pairwise(offsets):
-        row_keys = keys[start:end]
-        row_values = values[start:end]
-        if row_keys != last_keys or row_values != last_values:
-            last = dict(zip(row_keys, row_values, strict=True))
-            last_keys, last_values = row_keys, row_values
-        maps.append(last)
+        row = (tuple(keys[start:end]), tuple(values[start:end]))
+        found = seen.get(row)
+        if found is None:
+            found = seen[row] = dict(zip(row[0], row[1], strict=True))
+        maps.append(found)
     return maps
 
 
