@@ -11,6 +11,7 @@ spans/s is at least that. Not a test.
 """
 
 import argparse
+import resource
 import shutil
 import sys
 import tempfile
@@ -37,6 +38,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=500, help="the config's batch_size")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="tracescore-bench-watch-"))
@@ -49,12 +51,14 @@ def main() -> int:
                 "name": "bench",
                 "evaluators": EVALUATORS,
                 "workers": args.workers,
+                "batch_size": args.batch,
                 "watch": {"quiet_period_s": 0.05},
             }
         )
         watcher = Watcher(store, loaded)
         time.sleep(0.1)  # every trace sealed
         started = time.perf_counter()
+        cpu_started = resource.getrusage(resource.RUSAGE_SELF)
         scored = polls = 0
         while True:
             result = watcher.poll()
@@ -63,6 +67,9 @@ def main() -> int:
             if result.due == 0 or scored >= args.traces:
                 break
         elapsed = time.perf_counter() - started
+        cpu_ended = resource.getrusage(resource.RUSAGE_SELF)
+        watcher.close()  # workers exit: their CPU time is counted as children's from here
+        workers_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         store.close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -71,6 +78,15 @@ def main() -> int:
         return 1
     print(f"traces inserted        {args.traces} x {SPANS_PER_TRACE} spans in {inserted_s:.1f} s")
     print(f"watch, {args.workers} worker(s)     {scored} traces in {elapsed:.2f} s, {polls} polls")
+    main_cpu = (cpu_ended.ru_utime - cpu_started.ru_utime) + (
+        cpu_ended.ru_stime - cpu_started.ru_stime
+    )
+    worker_cpu = workers_cpu.ru_utime + workers_cpu.ru_stime
+    print(
+        f"CPU per trace          {main_cpu / scored * 1e6:,.0f} µs in this process (queries, "
+        f"writes{', shipping rows' if args.workers > 1 else ', scoring'}), "
+        f"{worker_cpu / scored * 1e6:,.0f} µs in workers"
+    )
     print(
         f"throughput             {scored / elapsed:,.0f} traces/s = "
         f"{scored * SPANS_PER_TRACE / elapsed:,.0f} spans/s"

@@ -16,6 +16,7 @@ import math
 import multiprocessing
 import operator
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
@@ -40,7 +41,14 @@ from tracescore.scoring.pricing import PriceTable
 from tracescore.scoring.reconstruct import reconstruct
 from tracescore.scoring.traces import DEFAULT_BATCH, batched, paused_gc
 
-__all__ = ["BatchScoringError", "CaseFor", "StartMethod", "TraceScores", "score_stored"]
+__all__ = [
+    "BatchScoringError",
+    "CaseFor",
+    "ScoringPool",
+    "StartMethod",
+    "TraceScores",
+    "score_stored",
+]
 
 CaseFor = Callable[[Trace], Case] | Case
 StartMethod = Literal["fork", "forkserver", "spawn"]
@@ -74,6 +82,9 @@ class TraceScores:
     error: str | None = None
     """Set when the trace could not be rebuilt or given a case; every score then
     carries this error too."""
+    variant: str = ""
+    """The ``variant_key`` resource attribute, a root span's first (as rescore selects
+    it); "" without a variant key or a span that has it."""
 
     @property
     def found(self) -> bool:
@@ -100,49 +111,176 @@ def score_stored(
     from the rebuilt trace. ``workers`` processes score (default: one per CPU); with 1,
     or a single trace, everything runs in this process, with no pool to start.
 
+    Specs are checked here (ConfigError) before anything is fetched. A worker that dies
+    raises BatchScoringError; stopping the iteration early shuts the pool down. For many
+    calls with the same evaluators, keep one ``ScoringPool`` instead.
+    """
+    pool = ScoringPool(
+        evaluator_specs, case_for, prices, workers=workers, start_method=start_method
+    )
+    return pool.score_once(store, trace_ids, batch_size=batch_size)
+
+
+class ScoringPool:
+    """Worker processes that rebuild and score stored traces, kept across calls.
+
     Workers are forked by default on Linux, so they inherit evaluators that user code
     registered and a ``case_for`` closure; they never touch the store (only this process
     may use an embedded chDB path), only the rows sent to them. ``forkserver`` and
-    ``spawn`` need ``case_for`` and every evaluator type importable by name.
+    ``spawn`` need ``case_for`` and every evaluator type importable by name. The
+    processes start on the first call that needs them and stay until ``close``; a
+    pool whose worker died is replaced on the next call.
 
-    Specs are checked here (ConfigError) before anything is fetched. A worker that dies
-    raises BatchScoringError; stopping the iteration early shuts the pool down.
+    Every call may score with a subset of the evaluators (``only``: their indexes in
+    ``evaluator_specs``), so one pool serves evaluators that apply to different traces.
     """
-    evaluators = [build_evaluator(spec) for spec in evaluator_specs]
-    table = prices if prices is not None else PriceTable.with_overrides()
-    ids = list(dict.fromkeys(trace_ids))
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-    count = min(workers if workers is not None else (os.cpu_count() or 1), len(ids))
-    if count <= 1:
-        return _score_inline(store, ids, _Scorer(evaluators, case_for, table), batch_size)
-    method = start_method or _default_start_method()
-    return _score_in_pool(
-        store, ids, (list(evaluator_specs), case_for, table), batch_size, count, method
-    )
+
+    def __init__(
+        self,
+        evaluator_specs: Sequence[EvaluatorSpec],
+        case_for: CaseFor,
+        prices: PriceTable | None = None,
+        *,
+        workers: int | None = None,
+        start_method: StartMethod | None = None,
+        variant_key: str | None = None,
+    ) -> None:
+        self._specs = list(evaluator_specs)
+        table = prices if prices is not None else PriceTable.with_overrides()
+        # Built here, so a bad spec is a ConfigError before anything runs.
+        evaluators = [build_evaluator(spec) for spec in self._specs]
+        self._scorer = _Scorer(evaluators, case_for, table, variant_key)
+        self._worker_args: _WorkerArgs = (self._specs, case_for, table, variant_key)
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self._method = start_method or _default_start_method()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> "ScoringPool":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes (a chunk being scored finishes first)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def score(
+        self,
+        store: Store,
+        trace_ids: Sequence[str],
+        *,
+        only: Sequence[int] | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> Generator[TraceScores, None, None]:
+        """``trace_ids`` (duplicates once) scored, in their order, a batch at a time; each
+        TraceScores has one score per evaluator in ``only`` (default: all), in that order.
+        Closing the generator early drops the chunks not yet started."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        ids = list(dict.fromkeys(trace_ids))
+        chosen = tuple(range(len(self._specs))) if only is None else tuple(only)
+        if min(self.workers, len(ids)) <= 1:
+            return _score_inline(store, ids, self._scorer, chosen, batch_size)
+        return self._score_in_pool(store, ids, chosen, batch_size)
+
+    def score_once(
+        self, store: Store, trace_ids: Sequence[str], *, batch_size: int = DEFAULT_BATCH
+    ) -> Generator[TraceScores, None, None]:
+        """``score`` with every evaluator, then ``close``: for a single call."""
+        results = self.score(store, trace_ids, batch_size=batch_size)
+
+        def closing() -> Generator[TraceScores, None, None]:
+            try:
+                yield from results
+            finally:
+                results.close()
+                self.close()
+
+        return closing()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context(self._method),
+                initializer=_init_worker,
+                initargs=self._worker_args,
+            )
+        return self._pool
+
+    def _score_in_pool(
+        self, store: Store, ids: list[str], only: tuple[int, ...], batch_size: int
+    ) -> Generator[TraceScores, None, None]:
+        pool = self._executor()
+        workers = self.workers
+        # Each batch is split into one chunk per worker so that even a single batch uses
+        # every core; futures are collected in submission order, so results keep the ids'.
+        max_pending = workers * (1 + _BATCHES_AHEAD)
+        pending: deque[tuple[list[str], Future[list[_Packed]]]] = deque()
+        try:
+            for batch in batched(ids, batch_size):
+                spans = store.fetch_spans_arrow(batch)
+                logs = store.fetch_logs_arrow(batch)
+                chunks = _chunks(batch, workers)
+                for chunk in chunks:
+                    if len(chunks) > 1:
+                        spans_part, logs_part = _rows_of(spans, chunk), _rows_of(logs, chunk)
+                    else:
+                        spans_part, logs_part = spans, logs
+                    future = pool.submit(
+                        _score_in_worker, chunk, only, _ipc(spans_part), _ipc(logs_part)
+                    )
+                    pending.append((chunk, future))
+                while len(pending) > max_pending:
+                    yield from _collect(*pending.popleft())
+            while pending:
+                yield from _collect(*pending.popleft())
+        except (BrokenProcessPool, BatchScoringError) as exc:
+            # A dead worker breaks the whole pool: the next call starts a new one.
+            self.close()
+            if isinstance(exc, BatchScoringError):
+                raise
+            raise BatchScoringError(_died(pending[0][0] if pending else ids, exc)) from exc
+        finally:
+            # On an early stop, what was queued is dropped; running chunks finish.
+            for _, future in pending:
+                future.cancel()
 
 
 # -- in this process -------------------------------------------------------------------------
 
 
 def _score_inline(
-    store: Store, ids: list[str], scorer: "_Scorer", batch_size: int
+    store: Store, ids: list[str], scorer: "_Scorer", only: tuple[int, ...], batch_size: int
 ) -> Generator[TraceScores, None, None]:
     for batch in batched(ids, batch_size):
         spans = store.fetch_spans_arrow(batch)
         logs = store.fetch_logs_arrow(batch)
-        yield from scorer.score(batch, spans, logs)
+        yield from scorer.score(batch, spans, logs, only)
 
 
 class _Scorer:
     """Rows → spans → traces → scores, for one chunk of ids (in a worker, or inline)."""
 
-    def __init__(self, evaluators: list[Evaluator], case_for: CaseFor, prices: PriceTable):
+    def __init__(
+        self,
+        evaluators: list[Evaluator],
+        case_for: CaseFor,
+        prices: PriceTable,
+        variant_key: str | None = None,
+    ):
         self.evaluators = evaluators
         self.case_for = case_for
         self.prices = prices
+        self.variant_key = variant_key
 
-    def score(self, ids: Sequence[str], spans: pa.Table, logs: pa.Table) -> list[TraceScores]:
+    def score(
+        self, ids: Sequence[str], spans: pa.Table, logs: pa.Table, only: tuple[int, ...]
+    ) -> list[TraceScores]:
+        evaluators = [self.evaluators[i] for i in only]
         # What a chunk builds is freed by reference counting (see paused_gc); cycles an
         # evaluator leaves wait until the chunk ends. Measured, conversion runs ~40 % and
         # the evaluators ~2× faster without gen-2 collections re-traversing the models.
@@ -153,9 +291,15 @@ class _Scorer:
             logs_of: dict[str, list[LogRecord]] = {tid: [] for tid in ids}
             for record in logs_from_arrow(logs):
                 logs_of[record.trace_id].append(record)
-            return [self._one(tid, spans_of[tid], logs_of[tid]) for tid in ids]
+            return [self._one(tid, spans_of[tid], logs_of[tid], evaluators) for tid in ids]
 
-    def _one(self, trace_id: str, spans: list[Span], logs: list[LogRecord]) -> TraceScores:
+    def _one(
+        self,
+        trace_id: str,
+        spans: list[Span],
+        logs: list[LogRecord],
+        evaluators: list[Evaluator],
+    ) -> TraceScores:
         try:
             trace = reconstruct(trace_id, spans, logs, self.prices)
             case = self.case_for if isinstance(self.case_for, Case) else self.case_for(trace)
@@ -165,7 +309,7 @@ class _Scorer:
             error = f"trace could not be scored: {type(exc).__name__}: {exc}"
             return TraceScores(
                 trace_id=trace_id,
-                scores=[Score.failure(e.name, error) for e in self.evaluators],
+                scores=[Score.failure(e.name, error) for e in evaluators],
                 span_count=len(spans),
                 root_span_id="",
                 duration_ns=0,
@@ -174,10 +318,11 @@ class _Scorer:
                 cost_usd=None,
                 error_span_count=sum(1 for s in spans if s.is_error),
                 error=error,
+                variant=self._variant(spans),
             )
         return TraceScores(
             trace_id=trace_id,
-            scores=[e.safe_score(trace, case) for e in self.evaluators],
+            scores=[e.safe_score(trace, case) for e in evaluators],
             span_count=len(trace.spans),
             root_span_id=trace.roots[0].span.span_id if trace.roots else "",
             duration_ns=trace.duration_ns,
@@ -185,12 +330,26 @@ class _Scorer:
             output_tokens=trace.output_tokens,
             cost_usd=trace.cost_usd,
             error_span_count=len(trace.error_spans),
+            variant=self._variant(spans),
         )
+
+    def _variant(self, spans: list[Span]) -> str:
+        key = self.variant_key
+        if key is None:
+            return ""
+        best: tuple[tuple[bool, int], str] | None = None
+        for span in spans:
+            value = span.resource_attributes.get(key)
+            if value:
+                rank = (span.parent_span_id != "", span.start_ns)
+                if best is None or rank < best[0]:
+                    best = (rank, value)
+        return best[1] if best is not None else ""
 
 
 # -- in a pool of processes ------------------------------------------------------------------
 
-_WorkerArgs = tuple[list[EvaluatorSpec], CaseFor, PriceTable]
+_WorkerArgs = tuple[list[EvaluatorSpec], CaseFor, PriceTable, str | None]
 _Packed = tuple[Any, ...]
 
 
@@ -198,48 +357,6 @@ def _default_start_method() -> StartMethod:
     # fork starts in milliseconds with everything already imported and registered;
     # elsewhere (macOS) forking a process with threads is unsafe, so spawn.
     return "fork" if sys.platform.startswith("linux") else "spawn"
-
-
-def _score_in_pool(
-    store: Store,
-    ids: list[str],
-    worker_args: _WorkerArgs,
-    batch_size: int,
-    workers: int,
-    start_method: StartMethod,
-) -> Generator[TraceScores, None, None]:
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context(start_method),
-        initializer=_init_worker,
-        initargs=worker_args,
-    )
-    # Each batch is split into one chunk per worker so that even a single batch uses
-    # every core; futures are collected in submission order, so results keep the ids'.
-    max_pending = workers * (1 + _BATCHES_AHEAD)
-    pending: deque[tuple[list[str], Future[list[_Packed]]]] = deque()
-    try:
-        for batch in batched(ids, batch_size):
-            spans = store.fetch_spans_arrow(batch)
-            logs = store.fetch_logs_arrow(batch)
-            chunks = _chunks(batch, workers)
-            for chunk in chunks:
-                if len(chunks) > 1:
-                    spans_part, logs_part = _rows_of(spans, chunk), _rows_of(logs, chunk)
-                else:
-                    spans_part, logs_part = spans, logs
-                future = pool.submit(_score_in_worker, chunk, _ipc(spans_part), _ipc(logs_part))
-                pending.append((chunk, future))
-            while len(pending) > max_pending:
-                yield from _collect(*pending.popleft())
-        while pending:
-            yield from _collect(*pending.popleft())
-    except BrokenProcessPool as exc:
-        # A dead worker breaks the whole pool: the next submit raises this too.
-        raise BatchScoringError(_died(pending[0][0] if pending else ids, exc)) from exc
-    finally:
-        # On an early stop the queued chunks are dropped; running ones finish first.
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _chunks(batch: Sequence[str], parts: int) -> list[list[str]]:
@@ -286,18 +403,25 @@ def _died(chunk: Sequence[str], exc: BaseException) -> str:
 _scorer: _Scorer | None = None
 
 
-def _init_worker(specs: list[EvaluatorSpec], case_for: CaseFor, prices: PriceTable) -> None:
+def _init_worker(
+    specs: list[EvaluatorSpec], case_for: CaseFor, prices: PriceTable, variant_key: str | None
+) -> None:
     global _scorer
+    # Ctrl-C reaches the whole process group: the parent decides what stops, and a
+    # worker killed by it mid-chunk would break the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A forked worker inherits the parent's heap: keep collections from traversing
     # (and copying the pages of) objects it will never free.
     gc.freeze()
-    _scorer = _Scorer([build_evaluator(spec) for spec in specs], case_for, prices)
+    _scorer = _Scorer([build_evaluator(spec) for spec in specs], case_for, prices, variant_key)
 
 
-def _score_in_worker(ids: list[str], spans: bytes, logs: bytes) -> list[_Packed]:
+def _score_in_worker(
+    ids: list[str], only: tuple[int, ...], spans: bytes, logs: bytes
+) -> list[_Packed]:
     if _scorer is None:
         raise BatchScoringError("scoring worker was not initialized")
-    results = _scorer.score(ids, _read_ipc(spans), _read_ipc(logs))
+    results = _scorer.score(ids, _read_ipc(spans), _read_ipc(logs), only)
     return [_pack(result) for result in results]
 
 
@@ -325,6 +449,7 @@ def _pack(result: TraceScores) -> _Packed:
         result.cost_usd,
         result.error_span_count,
         result.error,
+        result.variant,
     )
 
 

@@ -45,11 +45,12 @@ from tracescore.schemas.ddl import (
 from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.suite import Case
 from tracescore.schemas.trace import Trace
-from tracescore.scoring.batch import TraceScores, score_stored
+from tracescore.scoring.batch import ScoringPool, TraceScores
 from tracescore.scoring.pricing import PriceTable
 from tracescore.scoring.results import ScoreRow, write_scores
 from tracescore.scoring.sampling import sample_condition, sampled
 from tracescore.scoring.scoring_config import LoadedScoringConfig
+from tracescore.scoring.traces import batched
 from tracescore.scoring.watch_metrics import WatchMetrics
 
 __all__ = ["SAFETY_MARGIN_S", "PollResult", "Watcher", "sampled"]
@@ -93,9 +94,8 @@ class _Due:
 
 @dataclass(frozen=True)
 class _Facts:
-    """What one query over a batch's spans says about a trace."""
+    """What one query over a batch's spans says about a trace's filters."""
 
-    variant: str
     spans: int
     selected: bool
     when: tuple[bool, ...]
@@ -146,6 +146,33 @@ class Watcher:
         self.metrics.set_lag_source(self.lag_seconds)
         if self._watermark_ms is not None:
             self.metrics.watermark.set(self._watermark_ms / 1000)
+        # One pool for the watcher's life: forking workers per batch cost more than the
+        # second core gave back.
+        self._pool = ScoringPool(
+            config.evaluators,
+            _case_for,
+            self.prices,
+            workers=config.workers,
+            variant_key=config.variant_key,
+        )
+        # Without filters every sealed trace is scored by every evaluator: the filter
+        # query (a scan of the batch's spans) is skipped.
+        self._filtered = (
+            config.service is not None
+            or loaded.where is not None
+            or config.sample is not None
+            or any(when is not None for when in loaded.when)
+        )
+
+    def close(self) -> None:
+        """Stop the scoring worker processes; the store stays open (it is the caller's)."""
+        self._pool.close()
+
+    def __enter__(self) -> "Watcher":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     # -- running ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -188,12 +215,7 @@ class Watcher:
             since_ms = self._watermark_ms - int(SAFETY_MARGIN_S * 1000)
         due = self._due(since_ms, sealed_before_ms)
         result = PollResult(due=len(due))
-        size = self.config.batch_size
-        for chunk in (due[start : start + size] for start in range(0, len(due), size)):
-            if self._stop.is_set():
-                result.complete = False
-                break
-            self._handle(chunk, now_ms, result)
+        self._handle(due, now_ms, result)
         if result.complete:
             truncated = len(due) >= self.max_per_poll
             watermark = due[-1].last_arrival_ms if truncated else sealed_before_ms
@@ -265,17 +287,20 @@ class Watcher:
             for r in rows
         ]
 
-    def _handle(self, chunk: Sequence[_Due], now_ms: int, result: PollResult) -> None:
+    def _handle(self, due: Sequence[_Due], now_ms: int, result: PollResult) -> None:
         now_us = now_ms * 1000
         late, fresh = [], []
-        for item in chunk:
+        for item in due:
             if item.first_scored_us and item.last_arrival_ms * 1000 - item.first_scored_us > (
                 self._window_us
             ):
                 late.append(item)
             else:
                 fresh.append(item)
-        facts = self._facts([d.trace_id for d in fresh])
+        facts: dict[str, _Facts] = {}
+        if self._filtered:
+            for chunk in batched([d.trace_id for d in fresh], self.config.batch_size):
+                facts.update(self._facts(chunk))
         groups: dict[tuple[int, ...], list[_Due]] = {}
         skipped: list[_Due] = []
         for item in fresh:
@@ -285,32 +310,31 @@ class Watcher:
                 groups.setdefault(chosen, []).append(item)
             else:
                 skipped.append(item)
-        for indexes, items in groups.items():
-            self._score(indexes, items, facts, now_us, result)
-        # Not scored, but handled: recorded so the overlap does not pick them up again.
-        self._write_state(skipped, facts, 0, now_us)
-        self._write_state(late, facts, 0, now_us)
-        result.skipped += len(skipped)
+        self._skip(skipped, facts, now_us, result)
+        self._write_state(late, _span_counts(late, facts), 0, now_us)
         result.late_ignored += len(late)
-        self.metrics.traces.labels(outcome="skipped").inc(len(skipped))
         self.metrics.traces.labels(outcome="late_ignored").inc(len(late))
+        for indexes, items in groups.items():
+            if self._stop.is_set() or not self._score(indexes, items, facts, now_us, result):
+                result.complete = False
+                return
 
     def _evaluators_for(self, trace_id: str, fact: _Facts | None) -> tuple[int, ...]:
-        if fact is None or not fact.selected:
+        if self._filtered and (fact is None or not fact.selected):
             return ()
         return tuple(
             i
             for i, spec in enumerate(self.config.evaluators)
-            if fact.when[i] and sampled(spec.display_name, trace_id, spec.sample)
+            if (fact is None or fact.when[i]) and sampled(spec.display_name, trace_id, spec.sample)
         )
 
     def _facts(self, trace_ids: Sequence[str]) -> dict[str, _Facts]:
-        """Per trace, in one query: the variant, span count, and which filters match
-        (``service``/``where`` for the trace, ``when`` for each evaluator)."""
+        """Per trace, in one query: span count, and which filters match (``service``/
+        ``where`` for the trace, ``when`` for each evaluator)."""
         if not trace_ids:
             return {}
         db = self.store.db
-        params: dict[str, Any] = {"tids": list(trace_ids), "vk": self.config.variant_key}
+        params: dict[str, Any] = {"tids": list(trace_ids)}
         conditions: list[str] = []
         if self.config.service is not None:
             conditions.append("ServiceName = {svc:String}")
@@ -336,8 +360,6 @@ class Watcher:
             WITH (SELECT (min(Start), max(End)) FROM {lookup}
                   WHERE TraceId IN {{tids:Array(String)}}) AS bounds
             SELECT TraceId,
-                   anyIf(ResourceAttributes[{{vk:String}}],
-                         ResourceAttributes[{{vk:String}}] != '') AS Variant,
                    toUInt32(count()) AS Spans,
                    toUInt8(max({selected}) AND any({sampled_sql})) AS Selected,
                    {", ".join(whens)}
@@ -350,7 +372,6 @@ class Watcher:
         n = len(self.loaded.when)
         return {
             r["TraceId"]: _Facts(
-                variant=r["Variant"],
                 spans=int(r["Spans"]),
                 selected=bool(r["Selected"]),
                 when=tuple(bool(r[f"When{i}"]) for i in range(n)),
@@ -365,47 +386,77 @@ class Watcher:
         facts: dict[str, _Facts],
         now_us: int,
         result: PollResult,
-    ) -> None:
-        specs = [self.config.evaluators[i] for i in indexes]
+    ) -> bool:
+        """Scores ``items`` with the evaluators at ``indexes``, storing every
+        ``batch_size`` results as they come; False when stopped before the end."""
         evaluators = [self.loaded.evaluators[i] for i in indexes]
         by_id = {d.trace_id: d for d in items}
-        scored = score_stored(
-            self.store,
-            list(by_id),
-            specs,
-            _case_for,
-            self.prices,
-            batch_size=self.config.batch_size,
-            workers=self.config.workers,
-        )
+        size = self.config.batch_size
+        results = self._pool.score(self.store, list(by_id), only=indexes, batch_size=size)
         done: list[TraceScores] = []
-        for trace_scores in scored:
-            done.append(trace_scores)
-        self._write_scores(done, evaluators, facts, now_us)
+        try:
+            for trace_scores in results:
+                done.append(trace_scores)
+                if len(done) >= size:
+                    self._store_scored(done, evaluators, by_id, facts, now_us, result)
+                    done = []
+                    if self._stop.is_set():
+                        return False
+            self._store_scored(done, evaluators, by_id, facts, now_us, result)
+        finally:
+            results.close()
+        return True
+
+    def _skip(
+        self, items: Sequence[_Due], facts: dict[str, _Facts], now_us: int, result: PollResult
+    ) -> None:
+        """Not scored, but handled: recorded so the overlap does not pick them up again."""
+        self._write_state(items, _span_counts(items, facts), 0, now_us)
+        result.skipped += len(items)
+        self.metrics.traces.labels(outcome="skipped").inc(len(items))
+
+    def _store_scored(
+        self,
+        done: list[TraceScores],
+        evaluators: Sequence[Any],
+        by_id: dict[str, _Due],
+        facts: dict[str, _Facts],
+        now_us: int,
+        result: PollResult,
+    ) -> None:
+        # A trace with no spans left (expired between the arrival and the fetch) has
+        # nothing to score.
+        gone = [by_id[t.trace_id] for t in done if not t.found]
+        if gone:
+            self._skip(gone, facts, now_us, result)
+            done = [t for t in done if t.found]
+        if not done:
+            return
+        self._write_scores(done, evaluators, now_us)
         handled = [by_id[t.trace_id] for t in done]
-        self._write_state(handled, facts, len(evaluators), now_us)
+        self._write_state(handled, [t.span_count for t in done], len(evaluators), now_us)
         rescored = sum(1 for d in handled if d.first_scored_us)
+        scores = sum(len(t.scores) for t in done)
         result.rescored += rescored
         result.scored += len(handled) - rescored
-        result.scores += sum(len(t.scores) for t in done)
+        result.scores += scores
         result.scored_ids += [d.trace_id for d in handled]
         self.metrics.traces.labels(outcome="scored").inc(len(handled) - rescored)
         self.metrics.traces.labels(outcome="rescored").inc(rescored)
-        self.metrics.scores.inc(sum(len(t.scores) for t in done))
+        self.metrics.scores.inc(scores)
 
     # -- writing ---------------------------------------------------------------------------
     def _write_scores(
         self,
         done: Sequence[TraceScores],
         evaluators: Sequence[Any],
-        facts: dict[str, _Facts],
         now_us: int,
     ) -> None:
         rows = [
             ScoreRow(
                 t.trace_id,
                 "",
-                _variant(facts, t.trace_id),
+                t.variant,
                 score,
                 evaluators[i].type_name,
                 evaluators[i].config_hash,
@@ -416,7 +467,7 @@ class Watcher:
         write_scores(self.store, self.name, rows, now_us)
 
     def _write_state(
-        self, items: Sequence[_Due], facts: dict[str, _Facts], scores: int, now_us: int
+        self, items: Sequence[_Due], span_counts: Sequence[int], scores: int, now_us: int
     ) -> None:
         if not items:
             return
@@ -428,10 +479,7 @@ class Watcher:
                     "Watcher": [self.name] * n,
                     "TraceId": [d.trace_id for d in items],
                     "LastArrival": pa.array([d.last_arrival_ms for d in items], _MS),
-                    "SpanCount": pa.array(
-                        [facts[d.trace_id].spans if d.trace_id in facts else 0 for d in items],
-                        pa.uint32(),
-                    ),
+                    "SpanCount": pa.array(span_counts, pa.uint32()),
                     "Scores": pa.array([scores] * n, pa.uint32()),
                     "ConfigHash": [self.loaded.config_hash] * n,
                     "FirstScoredAt": pa.array([d.first_scored_us or now_us for d in items], _US),
@@ -474,6 +522,6 @@ class Watcher:
         return int(rows[0]["Ms"])
 
 
-def _variant(facts: dict[str, _Facts], trace_id: str) -> str:
-    fact = facts.get(trace_id)
-    return fact.variant if fact is not None else ""
+def _span_counts(items: Sequence[_Due], facts: dict[str, _Facts]) -> list[int]:
+    """Known only for traces the filter query saw; 0 otherwise."""
+    return [facts[d.trace_id].spans if d.trace_id in facts else 0 for d in items]
