@@ -670,6 +670,7 @@ def _watch(args: argparse.Namespace, console: Console) -> int:
     port = args.metrics_port if args.metrics_port is not None else loaded.config.watch.metrics_port
     store = open_store(store_url(args.store))
     server: MetricsServer | None = None
+    watcher: Watcher | None = None
     try:
         store.migrate()
         metrics = WatchMetrics()
@@ -690,6 +691,13 @@ def _watch(args: argparse.Namespace, console: Console) -> int:
 
         def stop(signum: int, _: object) -> None:
             # The batch being scored is finished and stored; the next start resumes.
+            if watcher is None:
+                return
+            if watcher.stopping:
+                # A second signal: do not wait for a batch that may hang (a stuck query,
+                # a slow judge). What is stored stays; the rest is re-scored on restart.
+                signal.signal(signum, signal.SIG_DFL)
+                raise KeyboardInterrupt
             watcher.stop()
 
         signal.signal(signal.SIGINT, stop)
@@ -708,6 +716,8 @@ def _watch(args: argparse.Namespace, console: Console) -> int:
     finally:
         if server is not None:
             server.close()
+        if watcher is not None:
+            watcher.close()
         store.close()
     return EXIT_OK
 
@@ -738,8 +748,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not console.is_terminal:
         # Logs and CI: wide enough that case ids and evaluator names are not cut.
         console = Console(width=120)
+    command = ""
     try:
         args = _parser().parse_args(argv)
+        command = args.command
         handlers = {
             "run": _run,
             "validate": _validate,
@@ -761,7 +773,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted; finished cases were stored", file=sys.stderr)
+        stored = {
+            "run": "finished cases were stored",
+            "rescore": "finished batches were stored; run it again to resume",
+            "watch": "scored batches were stored; the next start resumes",
+        }
+        what = stored.get(command, "")
+        print(f"interrupted{'; ' + what if what else ''}", file=sys.stderr)
         return 130
 
 
