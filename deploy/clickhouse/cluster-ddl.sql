@@ -284,3 +284,8 @@ ORDER BY (Watcher);
 
 CREATE TABLE IF NOT EXISTS `otel`.tracescore_watch_checkpoints ON CLUSTER `tracescore` AS `otel`.tracescore_watch_checkpoints_local
 ENGINE = Distributed('tracescore', 'otel', 'tracescore_watch_checkpoints_local', cityHash64(Watcher));
+
+-- migration 0007_arrival_sources
+ALTER TABLE `otel`.tracescore_trace_arrivals_local ON CLUSTER `tracescore` ADD COLUMN IF NOT EXISTS Source LowCardinality(String) DEFAULT '';
+
+ALTER TABLE `otel`.tracescore_trace_arrivals ON CLUSTER `tracescore` ADD COLUMN IF NOT EXISTS Source LowCardinality(String) DEFAULT '';

@@ -298,7 +298,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Polls the store every watch.poll_interval_s and scores each trace once "
         "no span of it has arrived for watch.quiet_period_s (RunId watch:<name>). The "
         "checkpoint is in the store: a restarted watcher neither skips nor repeats. A span "
-        "arriving later (within watch.late_span_window_s) triggers one re-score.",
+        "arriving later (within watch.late_span_window_s) triggers one re-score. With "
+        "source.database/source.table set (e.g. the OTel Collector exporter's table), the "
+        "first start adds a view on that table recording arrivals; spans inserted before "
+        "it are left to `tracescore rescore`.",
     )
     watch.add_argument("--config", type=Path, required=True, help="path to scoring.yaml")
     watch.add_argument("--once", action="store_true", help="one poll cycle, then exit (cron)")

@@ -2,9 +2,10 @@
 
 Arrival, not span time. A span's ``Timestamp`` is its start by the sender's clock, and
 ``otel_traces`` records nothing about when a span reached the store. Migration 0006 adds
-a materialized view that runs on every INSERT into ``otel_traces`` (ours or the
-OpenTelemetry Collector exporter's) and writes one ``tracescore_trace_arrivals`` row per
-trace and insert block, stamped with the store server's clock. So:
+a materialized view that runs on every INSERT into the store's ``otel_traces`` (by
+tracescore's collector or the OpenTelemetry Collector exporter) and writes one
+``tracescore_trace_arrivals`` row per trace and insert block, stamped with the store
+server's clock. So:
 
 - a trace is **sealed** when its newest arrival is more than ``quiet_period_s`` old
   (store clock: senders' clocks never matter);
@@ -21,12 +22,23 @@ trace and insert block, stamped with the store server's clock. So:
 - scores are written before the state row, so a crash in between re-scores (which
   replaces) rather than skips; the watermark only advances after a whole poll.
 
-Traces that landed before migration 0006 have no arrivals: re-score them with
-``tracescore rescore``. A first start looks back ``late_span_window_s``.
+Another source table (``source`` in the config, e.g. the exporter's ``otel.otel_traces``):
+the watcher's first start creates, in the store's database, a materialized view on it
+(:func:`arrival_view_statement`) writing the same arrival rows with ``Source`` set to
+``database.table`` (migration 0007; ``''`` is the store's own table). Each watcher reads
+only its source's arrivals, spans and logs from the source, and keeps its scores, state
+and watermark in the store's tables as above. On a ClickHouse cluster the view is not
+created: the error prints the ``ON CLUSTER`` statement to run.
+
+Traces that landed before migration 0006 (or, for another source, before its view) have
+no arrivals: re-score them with ``tracescore rescore``. A first start looks back
+``late_span_window_s``.
 """
 
+import hashlib
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -36,11 +48,14 @@ from typing import Any
 import pyarrow as pa
 
 from tracescore.collector.store import Store
+from tracescore.collector.store.base import distributed_cluster
 from tracescore.schemas.ddl import (
+    LOCAL_SUFFIX,
     TRACE_ARRIVALS_TABLE,
-    TRACES_TABLE,
+    TRACE_ID_TS_TABLE,
     WATCH_CHECKPOINTS_TABLE,
     WATCH_STATE_TABLE,
+    quote_identifier,
 )
 from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.suite import Case
@@ -50,10 +65,19 @@ from tracescore.scoring.pricing import PriceTable
 from tracescore.scoring.results import ScoreRow, write_scores
 from tracescore.scoring.sampling import sample_condition, sampled
 from tracescore.scoring.scoring_config import LoadedScoringConfig
+from tracescore.scoring.source import SourcedStore, SourceTable
 from tracescore.scoring.traces import batched
 from tracescore.scoring.watch_metrics import WatchMetrics
 
-__all__ = ["SAFETY_MARGIN_S", "PollResult", "Watcher", "sampled"]
+__all__ = [
+    "SAFETY_MARGIN_S",
+    "PollResult",
+    "Watcher",
+    "arrival_view_name",
+    "arrival_view_statement",
+    "ensure_arrival_view",
+    "sampled",
+]
 
 log = logging.getLogger("tracescore.watch")
 
@@ -101,6 +125,84 @@ class _Facts:
     when: tuple[bool, ...]
 
 
+# -- arrivals from another source table ---------------------------------------------------
+
+_SOURCE_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def arrival_view_name(source: SourceTable) -> str:
+    """The view recording ``source``'s arrivals: one per source table, the same name on
+    every start (a hash keeps it a plain identifier whatever the names' length)."""
+    digest = hashlib.sha1(source.name.encode("utf-8"), usedforsecurity=False).hexdigest()
+    return f"{TRACE_ARRIVALS_TABLE}_from_{digest[:12]}"
+
+
+def arrival_view_statement(database: str, source: SourceTable, cluster: str | None = None) -> str:
+    """The materialized view writing an arrival row per trace and INSERT into ``source``,
+    with ``Source = 'database.table'``, into ``database``'s arrivals table (its local
+    table, ``ON CLUSTER``, with ``cluster``).
+
+    DDL takes no query parameters: the names are validated by the config schema and
+    again by ``quote_identifier`` here, so the string literal can only hold letters,
+    digits, ``_`` and the dot; it is checked and escaped anyway."""
+    db = quote_identifier(database)
+    source_sql = source.sql
+    label = source.name
+    if not _SOURCE_LABEL.match(label):
+        raise ConfigError(f"invalid source table name {label!r}")
+    literal = "'" + label.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    on_cluster = f" ON CLUSTER {quote_identifier(cluster)}" if cluster is not None else ""
+    target = TRACE_ARRIVALS_TABLE + (LOCAL_SUFFIX if cluster is not None else "")
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{arrival_view_name(source)}{on_cluster}\n"
+        f"TO {db}.{target}\n"
+        "AS SELECT now64(3, 'UTC') AS InsertedAt, TraceId, toUInt32(count()) AS Spans, "
+        f"{literal} AS Source\n"
+        f"FROM {source_sql}\n"
+        "WHERE TraceId != ''\n"
+        "GROUP BY TraceId"
+    )
+
+
+def ensure_arrival_view(store: Store, source: SourceTable) -> bool:
+    """Create the arrival view of ``source`` unless it exists; True when created now.
+
+    On a cluster (the arrivals table is Distributed) the view must be created ``ON
+    CLUSTER`` on the local tables, which a watcher should not do on its own: the
+    ConfigError prints the statement instead."""
+    view = arrival_view_name(source)
+    rows = store.query(
+        "SELECT name, engine, engine_full FROM system.tables WHERE database = {db:String} "
+        "AND name IN ({view:String}, {arrivals:String})",
+        {"db": store.database, "view": view, "arrivals": TRACE_ARRIVALS_TABLE},
+    )
+    engines = {str(r["name"]): (str(r["engine"]), str(r["engine_full"])) for r in rows}
+    if view in engines:
+        return False
+    if TRACE_ARRIVALS_TABLE not in engines:
+        raise ConfigError(
+            f"{store.location} has no {TRACE_ARRIVALS_TABLE} table: run `tracescore db init`"
+        )
+    engine, engine_full = engines[TRACE_ARRIVALS_TABLE]
+    if engine == "Distributed":
+        cluster = distributed_cluster(engine_full)
+        statement = arrival_view_statement(store.database, source, cluster or "CLUSTER_NAME")
+        raise ConfigError(
+            f"watching {source.name} on a ClickHouse cluster needs a view on every node; "
+            f"create it once (FROM the table the inserts land in on each node), then "
+            f"start again:\n{statement};"
+        )
+    store.command(arrival_view_statement(store.database, source))
+    log.info(
+        "created the view %s.%s recording arrivals in %s; spans inserted there before it "
+        "are not seen by watch (score them with `tracescore rescore`)",
+        store.database,
+        view,
+        source.name,
+    )
+    return True
+
+
 def _case_for(trace: Trace) -> Case:
     # Production traces have no expected values: evaluators that need them say so.
     return Case(id=trace.trace_id or "trace", input=trace.input or "")
@@ -122,16 +224,17 @@ class Watcher:
         max_per_poll: int = DEFAULT_MAX_PER_POLL,
     ) -> None:
         config = loaded.config
-        if config.source.table != TRACES_TABLE or config.source.database not in (
-            None,
-            store.database,
-        ):
-            raise ConfigError(
-                "watch follows the store's own otel_traces table (its arrivals are recorded "
-                "by migration 0006); point the exporter at it, or use `rescore` for "
-                f"{config.source.database or store.database}.{config.source.table}"
-            )
+        self.source = SourceTable.of(store, loaded)
+        self._own_source = self.source.is_store_default(store)
+        # Arrival rows of the store's own otel_traces (migration 0006's view) have no
+        # Source; those of another table are written by a view this watcher adds.
+        self._source_label = "" if self._own_source else self.source.name
+        if not self._own_source:
+            self.source.check(store)
+            ensure_arrival_view(store, self.source)
         self.store = store
+        # Spans and logs from the source; scores, state and checkpoints in the store.
+        self._reader = SourcedStore.over(store, self.source)
         self.loaded = loaded
         self.config = config
         self.name = f"watch:{config.name}"
@@ -252,6 +355,7 @@ class Watcher:
                 SELECT TraceId, max(InsertedAt) AS LastArrival
                 FROM {db}.{TRACE_ARRIVALS_TABLE}
                 WHERE InsertedAt > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
+                  AND Source = {{source:String}}
                 GROUP BY TraceId
                 HAVING LastArrival <= fromUnixTimestamp64Milli({{sealed:Int64}}, 'UTC')
             ) AS a
@@ -262,6 +366,7 @@ class Watcher:
                   AND TraceId IN (
                       SELECT TraceId FROM {db}.{TRACE_ARRIVALS_TABLE}
                       WHERE InsertedAt > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC')
+                        AND Source = {{source:String}}
                   )
                 GROUP BY TraceId
             ) AS s ON s.TraceId = a.TraceId
@@ -275,6 +380,7 @@ class Watcher:
                 "since": since_ms,
                 "sealed": sealed_before_ms,
                 "watcher": self.name,
+                "source": self._source_label,
                 "limit": self.max_per_poll,
             },
         )
@@ -355,18 +461,24 @@ class Watcher:
             else:
                 whens.append(f"toUInt8(max({when.sql})) AS When{i}")
                 params.update(when.params)
-        lookup = f"{db}.{TRACES_TABLE}_trace_id_ts"
+        if self._own_source:
+            bound_with = f"""WITH (SELECT (min(Start), max(End)) FROM {db}.{TRACE_ID_TS_TABLE}
+                  WHERE TraceId IN {{tids:Array(String)}}) AS bounds"""
+            bound = """AND (bounds.2 = toDateTime(0)
+                   OR Timestamp BETWEEN bounds.1 AND bounds.2 + INTERVAL 1 SECOND)"""
+        else:
+            # Another writer's table may have no lookup table: no time bound, as in
+            # SourceTable.fetch_spans_arrow (the exporter's bloom index on TraceId prunes).
+            bound_with = bound = ""
         sql = f"""
-            WITH (SELECT (min(Start), max(End)) FROM {lookup}
-                  WHERE TraceId IN {{tids:Array(String)}}) AS bounds
+            {bound_with}
             SELECT TraceId,
                    toUInt32(count()) AS Spans,
                    toUInt8(max({selected}) AND any({sampled_sql})) AS Selected,
                    {", ".join(whens)}
-            FROM {db}.{TRACES_TABLE}
+            FROM {self.source.sql}
             WHERE TraceId IN {{tids:Array(String)}}
-              AND (bounds.2 = toDateTime(0)
-                   OR Timestamp BETWEEN bounds.1 AND bounds.2 + INTERVAL 1 SECOND)
+              {bound}
             GROUP BY TraceId
         """
         n = len(self.loaded.when)
@@ -392,7 +504,7 @@ class Watcher:
         evaluators = [self.loaded.evaluators[i] for i in indexes]
         by_id = {d.trace_id: d for d in items}
         size = self.config.batch_size
-        results = self._pool.score(self.store, list(by_id), only=indexes, batch_size=size)
+        results = self._pool.score(self._reader, list(by_id), only=indexes, batch_size=size)
         done: list[TraceScores] = []
         try:
             for trace_scores in results:
