@@ -1,6 +1,7 @@
 """The storage interface. Backends supply four primitives; everything else is shared SQL."""
 
 import itertools
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from tracescore.schemas.ddl import (
     quote_identifier,
     setup_statements,
 )
+from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.spans import LogRecord, Span, SpanEvent, SpanLink
 from tracescore.schemas.trusted import SLOT_SETTERS, new_model
 from tracescore.schemas.trusted import trusted as _trusted
@@ -89,6 +91,19 @@ class Store(ABC):
             int(row["Version"])
             for row in self.query(f"SELECT Version FROM {self.db}.{MIGRATIONS_TABLE}")
         }
+        if cluster is None:
+            schema_cluster = self._schema_cluster()
+            if schema_cluster is not None:
+                # Commands that migrate as they start (watch, rescore, run) must not apply
+                # a new migration to one node of a cluster schema, nor record it as done.
+                pending = sorted(m.version for m in rendered if m.version not in done)
+                if pending:
+                    raise ConfigError(
+                        f"{self.location} holds a cluster schema ({schema_cluster}) with "
+                        f"migrations {pending} pending: apply them on every node with "
+                        f"`tracescore db init --cluster {schema_cluster}` first"
+                    )
+                return []
         applied: list[int] = []
         # On a cluster the record goes straight into this server's shard: an insert
         # through the Distributed table may be queued and not yet readable, while
@@ -111,6 +126,16 @@ class Store(ABC):
             )
             applied.append(migration.version)
         return applied
+
+    def _schema_cluster(self) -> str | None:
+        """The cluster a ``db init --cluster`` schema was made for (its migrations table
+        is Distributed), or None for a single server's."""
+        rows = self.query(
+            "SELECT engine_full FROM system.tables WHERE database = {db:String} "
+            "AND name = {table:String}",
+            {"db": self.database, "table": MIGRATIONS_TABLE},
+        )
+        return distributed_cluster(str(rows[0]["engine_full"])) if rows else None
 
     def applied_migrations(self) -> list[int]:
         rows = self.query(
@@ -198,6 +223,15 @@ class Store(ABC):
                 {"tid": trace_id},
             )
         return int(rows[0]["n"])
+
+
+def distributed_cluster(engine_full: str) -> str | None:
+    """The cluster of a ``Distributed('cluster', ...)`` engine clause; None for others."""
+    match = _DISTRIBUTED.match(engine_full)
+    return match.group(1) if match else None
+
+
+_DISTRIBUTED = re.compile(r"^Distributed\('([^']+)'")
 
 
 def _start_order(span: Span) -> tuple[int, str]:
