@@ -68,7 +68,13 @@ class ScoringConfig(_Strict):
     sample: float | None = Field(default=None, gt=0, le=1)
     evaluators: list[ScoringEvaluator] = Field(min_length=1)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
-    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="Traces fetched per query. Each query scans the granules the batch's "
+        "traces fall in, so larger batches cost less per trace and hold more rows in memory.",
+    )
     workers: int = Field(default=1, ge=1, le=64, description="Scoring processes.")
     watch: WatchSettings = Field(default_factory=WatchSettings)
 
