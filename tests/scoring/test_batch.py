@@ -3,6 +3,7 @@
 import multiprocessing
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -15,7 +16,7 @@ from tracescore.schemas.scores import Score
 from tracescore.schemas.spans import LogRecord
 from tracescore.schemas.suite import Case, EvaluatorSpec
 from tracescore.schemas.trace import Trace
-from tracescore.scoring.batch import BatchScoringError, TraceScores, score_stored
+from tracescore.scoring.batch import BatchScoringError, ScoringPool, TraceScores, score_stored
 from tracescore.scoring.evaluators import Evaluator, build_evaluator, isolated_registry, register
 from tracescore.scoring.pricing import PriceTable
 from tracescore.scoring.traces import load_traces
@@ -290,3 +291,105 @@ def test_results_arrive_in_order_batch_by_batch_and_an_early_stop_ends_the_pool(
 
 def test_nothing_to_score(store: Store) -> None:
     assert list(score_stored(store, [], SPECS, CASE, workers=2)) == []
+
+
+class _WhereAmI(Evaluator):
+    """Passes, and says which process scored: the pool's workers must be the same ones
+    from call to call."""
+
+    type_name = "test_where_am_i"
+
+    def score(self, trace: Trace, case: Case) -> Score:
+        return self.verdict(True, str(os.getpid()))
+
+
+class _DiesOnce(Evaluator):
+    """Kills the worker the first time (a marker file remembers), then passes."""
+
+    type_name = "test_dies_once"
+    marker = ""
+
+    def score(self, trace: Trace, case: Case) -> Score:
+        marker = Path(self.marker)
+        if os.getpid() != PARENT and not marker.exists():
+            marker.touch()
+            os._exit(3)
+        return self.verdict(True, "scored")
+
+
+def test_a_pool_keeps_its_workers_across_calls_each_with_its_own_evaluators(
+    store: Store, stored: list[str]
+) -> None:
+    register(_WhereAmI)
+    specs = [*SPECS, EvaluatorSpec(type="test_where_am_i")]
+    where = len(specs) - 1
+    inline = {r.trace_id: r for r in score_stored(store, stored, SPECS, CASE, workers=1)}
+    with ScoringPool(specs, CASE, workers=2) as pool:
+        first = list(pool.score(store, stored, only=(where, 0), batch_size=2))
+        second = list(pool.score(store, stored[:4], only=(2, where), batch_size=2))
+        assert len(multiprocessing.active_children()) == 2
+    assert multiprocessing.active_children() == []
+
+    assert [r.trace_id for r in first] == stored
+    assert [[s.evaluator for s in r.scores] for r in first] == [
+        ["test_where_am_i", "contains_text"]
+    ] * len(stored)
+    assert [r.scores[1] for r in first] == [inline[t].scores[0] for t in stored]
+    assert [r.scores[0] for r in second] == [inline[t].scores[2] for t in stored[:4]]
+    pids = {r.scores[0].explanation for r in first}
+    assert pids == {r.scores[1].explanation for r in second}  # the same two processes
+    assert str(PARENT) not in pids and len(pids) == 2
+
+
+def test_a_pool_whose_worker_died_starts_new_ones_on_the_next_call(
+    store: Store, stored: list[str], tmp_path: Path
+) -> None:
+    _DiesOnce.marker = str(tmp_path / "died")
+    register(_DiesOnce)
+    with ScoringPool([EvaluatorSpec(type="test_dies_once")], CASE, workers=2) as pool:
+        with pytest.raises(BatchScoringError, match="worker process died"):
+            list(pool.score(store, stored, batch_size=2))
+        again = list(pool.score(store, stored, batch_size=2))
+    assert [r.trace_id for r in again] == stored
+    assert all(r.scores[0].passed for r in again)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_variant_is_read_from_the_spans_a_root_span_first(store: Store, workers: int) -> None:
+    columns = SpanColumns()
+    for i, (parent, variant) in enumerate([("", "root-v"), ("r", "child-v"), ("r", "")]):
+        columns.add_span(
+            timestamp=BASE_NS + (3 - i) * 1_000,  # the root starts last: still preferred
+            trace_id=trace_id(90),
+            span_id="r" if not parent else f"c{i}",
+            parent_span_id=parent,
+            name="step",
+            kind="Internal",
+            service_name="agent",
+            resource_attributes=[("tracescore.variant", variant)] if variant else [],
+            scope_name="test",
+            scope_version="1",
+            attributes=[],
+            duration=1,
+        )
+    columns.add_span(
+        timestamp=BASE_NS,
+        trace_id=trace_id(91),
+        span_id="x",
+        parent_span_id="gone",  # an orphan: no root, so any span's variant
+        name="step",
+        kind="Internal",
+        service_name="agent",
+        resource_attributes=[("tracescore.variant", "orphan-v")],
+        scope_name="test",
+        scope_version="1",
+        attributes=[],
+        duration=1,
+    )
+    store.insert_spans(columns)
+    ids = [trace_id(90), trace_id(91), trace_id(92)]
+    spec = [EvaluatorSpec(type="no_error_spans")]
+    with ScoringPool(spec, CASE, workers=workers, variant_key="tracescore.variant") as pool:
+        assert [r.variant for r in pool.score(store, ids)] == ["root-v", "orphan-v", ""]
+    with ScoringPool(spec, CASE, workers=workers) as pool:
+        assert [r.variant for r in pool.score(store, ids)] == ["", "", ""]
