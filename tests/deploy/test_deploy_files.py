@@ -3,10 +3,12 @@ Collector config, the Kubernetes manifests and the ClickHouse cluster DDL.
 
 No container engine or cluster runs here, so each file is checked against what it
 refers to: services, ports, mounted files, environment variables, the real CLI parser,
-the collector's real HTTP endpoints and its default ports. `docker compose config` and
-`kubectl kustomize` run too when those tools are installed.
+the collector's real HTTP endpoints and its default ports. The manifests are validated
+strictly against the official Kubernetes schemas (kubernetes-validate); `docker compose
+config` and `kubectl kustomize` run too when those tools are installed.
 """
 
+import copy
 import re
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -421,6 +424,30 @@ def test_every_manifest_is_listed_and_matches_its_schema(
         jsonschema.validate(manifest, SCHEMAS[manifest["kind"]])
     names = [(m["kind"], m["metadata"]["name"]) for m in manifests]
     assert len(names) == len(set(names))
+
+
+KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")
+"""The oldest Kubernetes with every API the manifests use (autoscaling/v2, batch/v1 Job
+ttl), and a recent one."""
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_manifests_validate_strictly_against_the_official_kubernetes_schemas(
+    manifests: list[dict[str, Any]], version: str
+) -> None:
+    # kubernetes-validate carries the schemas generated from Kubernetes' OpenAPI spec;
+    # strict: a misspelt or misplaced field is an error, as kubectl --validate=strict.
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_the_kubernetes_schema_check_catches_a_misplaced_field(
+    manifests: list[dict[str, Any]],
+) -> None:
+    deployment = copy.deepcopy(_one(manifests, "Deployment", "tracescore-watch"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["replicas"] = 2
+    with pytest.raises(kubernetes_validate.ValidationError, match="replicas"):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
 
 
 def test_selectors_match_their_pods(manifests: list[dict[str, Any]]) -> None:
