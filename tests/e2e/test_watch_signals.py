@@ -204,6 +204,14 @@ def watching() -> Iterator[Callable[..., Watching]]:
         watch.kill()
 
 
+def _scored_so_far(port: str) -> float:
+    """Traces the running watcher has scored and stored, from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        text = response.read().decode()
+    found = re.search(r'^tracescore_watch_traces_total\{outcome="scored"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def _assert_clean_exit(watch: Watching, code: int) -> None:
     err = watch.stderr()
     assert code == 0, err
@@ -268,14 +276,8 @@ def test_sigterm_during_a_backlog_finishes_the_batch_and_the_next_start_scores_t
     port = re.search(r"metrics on :(\d+)", watch.stdout())
     assert port, watch.stdout()
 
-    def scoring_started() -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/metrics") as response:
-            text = response.read().decode()
-        found = re.search(r'^tracescore_watch_traces_total\{outcome="scored"\} (\S+)$', text, re.M)
-        return found is not None and float(found.group(1)) > 0
-
     # Mid-poll for sure: some batches are stored, the poll has not logged its end.
-    watch.wait_for("the first scored batch", scoring_started)
+    watch.wait_for("the first scored batch", lambda: _scored_so_far(port.group(1)) > 0)
     assert not watch.polls(), watch.stderr()
     watch.send(signal.SIGTERM)
     _assert_clean_exit(watch, watch.exit_code())
@@ -310,13 +312,7 @@ def test_a_second_ctrl_c_quits_without_waiting_for_the_batch(
     port = re.search(r"metrics on :(\d+)", watch.stdout())
     assert port, watch.stdout()
 
-    def first_batch_stored() -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/metrics") as response:
-            text = response.read().decode()
-        found = re.search(r'^tracescore_watch_traces_total\{outcome="scored"\} (\S+)$', text, re.M)
-        return found is not None and float(found.group(1)) > 0
-
-    watch.wait_for("the first scored batch", first_batch_stored)
+    watch.wait_for("the first scored batch", lambda: _scored_so_far(port.group(1)) > 0)
     watch.send(signal.SIGINT)
     time.sleep(0.1)
     watch.send(signal.SIGINT)

@@ -30,6 +30,14 @@ MINUTE = 60 * 10**9
 DAY = 24 * 60 * MINUTE
 
 
+def tables_in(store: Store, database: str) -> list[str]:
+    rows = store.query(
+        "SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name",
+        {"db": database},
+    )
+    return [str(r["name"]) for r in rows]
+
+
 def tid(n: int) -> str:
     return f"{0xABC0000 + n:032x}"
 
@@ -235,11 +243,7 @@ def test_rescores_an_exporter_table_in_another_database(
             assert len(row["ConfigHash"]) == 16
         assert got["fast"]["EvaluatorType"] == "latency_under"
     # Nothing of ours was created next to the exporter's tables.
-    tables = store.query(
-        "SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name",
-        {"db": database},
-    )
-    assert [t["name"] for t in tables] == [
+    assert tables_in(store, database) == [
         "otel_traces",
         "otel_traces_trace_id_ts",
         "otel_traces_trace_id_ts_mv",

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.scoring.test_rescore import MINUTE, Exporter, exporter, tid
+from tests.scoring.test_rescore import MINUTE, Exporter, exporter, tables_in, tid
+from tests.scoring.test_watch import _counts, _score_rows
 from tracescore.collector.store import Store
 from tracescore.schemas.errors import ConfigError
 from tracescore.scoring.scoring_config import LoadedScoringConfig, scoring_config_from
@@ -59,24 +60,6 @@ def _land(*exporters: Exporter) -> None:
     time.sleep(QUIET_S * 1.5)
 
 
-def _score_rows(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """Every row written, not merged: a duplicate would show."""
-    return store.query(
-        "SELECT TraceId, Evaluator, Value, Passed, Variant "
-        f"FROM {store.db}.tracescore_scores "
-        "WHERE RunId = {run:String} ORDER BY TraceId, Evaluator, Timestamp",
-        {"run": run_id},
-    )
-
-
-def _counts(rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
-    counts: dict[tuple[str, str], int] = {}
-    for row in rows:
-        key = (row["TraceId"], row["Evaluator"])
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
 def _arrival_views(store: Store) -> list[str]:
     rows = store.query(
         "SELECT name FROM system.tables WHERE database = {db:String} "
@@ -102,11 +85,7 @@ def test_watches_an_exporter_table_exactly_once_apart_from_the_stores_own(
     assert "rescore" in caplog.text
     own = Watcher(store, _config("own", None))
     # Nothing of ours was created next to the exporter's tables.
-    tables = store.query(
-        "SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name",
-        {"db": database},
-    )
-    assert [t["name"] for t in tables] == [
+    assert tables_in(store, database) == [
         "otel_traces",
         "otel_traces_trace_id_ts",
         "otel_traces_trace_id_ts_mv",
