@@ -212,6 +212,24 @@ def _scored_so_far(port: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def _mid_backlog(
+    store: SubprocessStore,
+    watching: Callable[..., Watching],
+    name: str,
+    traces: int,
+    batch: int,
+) -> tuple[Watching, Path]:
+    """A watcher started on ``traces`` stored traces, once its first batch is stored."""
+    store.populate(traces)
+    config = store.config(name, batch_size=batch, poll_interval_s=600)
+    watch = watching(store, config, "--metrics-port", "0")
+    watch.started()
+    port = re.search(r"metrics on :(\d+)", watch.stdout())
+    assert port, watch.stdout()
+    watch.wait_for("the first scored batch", lambda: _scored_so_far(port.group(1)) > 0)
+    return watch, config
+
+
 def _assert_clean_exit(watch: Watching, code: int) -> None:
     err = watch.stderr()
     assert code == 0, err
@@ -267,17 +285,8 @@ def test_signal_while_idle_exits_0_and_keeps_the_checkpoint(
 def test_sigterm_during_a_backlog_finishes_the_batch_and_the_next_start_scores_the_rest(
     chdb_store: SubprocessStore, watching: Callable[..., Watching]
 ) -> None:
-    traces, batch = 4_000, 100  # one poll of 40 batches takes seconds
-    chdb_store.populate(traces)
-    name = "backlog"
-    config = chdb_store.config(name, batch_size=batch, poll_interval_s=600)
-    watch = watching(chdb_store, config, "--metrics-port", "0")
-    watch.started()
-    port = re.search(r"metrics on :(\d+)", watch.stdout())
-    assert port, watch.stdout()
-
-    # Mid-poll for sure: some batches are stored, the poll has not logged its end.
-    watch.wait_for("the first scored batch", lambda: _scored_so_far(port.group(1)) > 0)
+    traces, batch, name = 4_000, 100, "backlog"  # one poll of 40 batches takes seconds
+    watch, config = _mid_backlog(chdb_store, watching, name, traces, batch)
     assert not watch.polls(), watch.stderr()
     watch.send(signal.SIGTERM)
     _assert_clean_exit(watch, watch.exit_code())
@@ -303,16 +312,9 @@ def test_sigterm_during_a_backlog_finishes_the_batch_and_the_next_start_scores_t
 def test_a_second_ctrl_c_quits_without_waiting_for_the_batch(
     chdb_store: SubprocessStore, watching: Callable[..., Watching]
 ) -> None:
-    traces, batch = 4_000, 2_000  # a batch takes about a second: the second Ctrl-C lands in it
-    chdb_store.populate(traces)
-    name = "twice"
-    config = chdb_store.config(name, batch_size=batch, poll_interval_s=600)
-    watch = watching(chdb_store, config, "--metrics-port", "0")
-    watch.started()
-    port = re.search(r"metrics on :(\d+)", watch.stdout())
-    assert port, watch.stdout()
-
-    watch.wait_for("the first scored batch", lambda: _scored_so_far(port.group(1)) > 0)
+    # A batch takes about a second: the second Ctrl-C lands in it.
+    traces, batch, name = 4_000, 2_000, "twice"
+    watch, config = _mid_backlog(chdb_store, watching, name, traces, batch)
     watch.send(signal.SIGINT)
     time.sleep(0.1)
     watch.send(signal.SIGINT)
