@@ -60,18 +60,17 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "TRACESCORE_STORE"}
 
 
-def _helper(script: str, *args: str) -> str:
+def _succeeds(command: list[str], cwd: Path) -> str:
+    """The stdout of a command that must exit 0 (its stderr is the failure message)."""
     done = subprocess.run(
-        [sys.executable, "-c", script, *args],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def _helper(script: str, *args: str) -> str:
+    return _succeeds([sys.executable, "-c", script, *args], REPO)
 
 
 @dataclass
@@ -110,18 +109,9 @@ class SubprocessStore:
 
     def once(self, config: Path) -> tuple[int, int, int]:
         """One ``watch --once``: (due, scored, re-scored)."""
-        done = subprocess.run(
-            [*_WATCH, "--once", "--config", str(config), "--store", self.url],
-            cwd=self.tmp,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        found = _ONCE_OUT.search(done.stdout)
-        assert found, done.stdout
+        out = _succeeds([*_WATCH, "--once", "--config", str(config), "--store", self.url], self.tmp)
+        found = _ONCE_OUT.search(out)
+        assert found, out
         due, scored, rescored = (int(g) for g in found.groups())
         return due, scored, rescored
 
