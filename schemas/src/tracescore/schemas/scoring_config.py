@@ -75,7 +75,13 @@ class ScoringConfig(_Strict):
         description="Traces fetched per query. Each query scans the granules the batch's "
         "traces fall in, so larger batches cost less per trace and hold more rows in memory.",
     )
-    workers: int = Field(default=1, ge=1, le=64, description="Scoring processes.")
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Scoring processes, started once and kept (1: in the calling process). "
+        "Two keep watch up with a collector's full ingest on 2 vCPUs.",
+    )
     watch: WatchSettings = Field(default_factory=WatchSettings)
 
     @field_validator("evaluators")
