@@ -327,7 +327,8 @@ def test_a_pool_keeps_its_workers_across_calls_each_with_its_own_evaluators(
     with ScoringPool(specs, CASE, workers=2) as pool:
         first = list(pool.score(store, stored, only=(where, 0), batch_size=2))
         second = list(pool.score(store, stored[:4], only=(2, where), batch_size=2))
-        assert len(multiprocessing.active_children()) == 2
+        workers = {str(child.pid) for child in multiprocessing.active_children()}
+        assert len(workers) == 2
     assert multiprocessing.active_children() == []
 
     assert [r.trace_id for r in first] == stored
@@ -336,9 +337,11 @@ def test_a_pool_keeps_its_workers_across_calls_each_with_its_own_evaluators(
     ] * len(stored)
     assert [r.scores[1] for r in first] == [inline[t].scores[0] for t in stored]
     assert [r.scores[0] for r in second] == [inline[t].scores[2] for t in stored[:4]]
-    pids = {r.scores[0].explanation for r in first}
-    assert pids == {r.scores[1].explanation for r in second}  # the same two processes
-    assert str(PARENT) not in pids and len(pids) == 2
+    # Both calls ran in the pool's two processes (which takes which batch is the
+    # executor's choice): none was started for the second call.
+    assert {r.scores[0].explanation for r in first} <= workers
+    assert {r.scores[1].explanation for r in second} <= workers
+    assert str(PARENT) not in workers
 
 
 def test_a_pool_whose_worker_died_starts_new_ones_on_the_next_call(
