@@ -80,7 +80,7 @@ class ScoringConfig(_Strict):
         ge=1,
         le=64,
         description="Scoring processes, started once and kept (1: in the calling process). "
-        "Two keep watch up with a collector's full ingest on 2 vCPUs.",
+        "With 2 vCPUs of its own, two score as fast as a collector ingests on 2 vCPUs.",
     )
     watch: WatchSettings = Field(default_factory=WatchSettings)
 
