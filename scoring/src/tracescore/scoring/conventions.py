@@ -163,23 +163,31 @@ def llm_facts(span: Span, events: Sequence[Event]) -> LlmFacts:
     legacy_in, legacy_out, legacy_reasons = _event_messages(events) if events else (None, None, [])
     oi_out, oi_reasons = msg.from_response_body(a.get(OI_OUTPUT)) if OI_OUTPUT in a else (None, [])
     # The current GenAI attributes first; the other conventions only when they are absent.
-    input_messages = _genai_messages(a) or first_of(
-        lambda: legacy_in,
-        lambda: msg.from_openllmetry(a, "gen_ai.prompt", "user"),
-        lambda: msg.from_openinference(a, "llm.input_messages"),
-        lambda: msg.from_request_body(a.get(OI_INPUT)),
-    )
-    output_messages = msg.from_any(a.get(attr.GEN_AI_OUTPUT_MESSAGES), "assistant") or first_of(
-        lambda: legacy_out,
-        lambda: msg.from_openllmetry(a, "gen_ai.completion", "assistant"),
-        lambda: msg.from_openinference(a, "llm.output_messages"),
-        lambda: oi_out,
-    )
-    reasons = _reason_list(a.get(attr.GEN_AI_RESPONSE_FINISH_REASONS)) or first_of(
-        lambda: [r for m in output_messages or [] if (r := m.get("finish_reason"))],
-        lambda: legacy_reasons,
-        lambda: oi_reasons,
-    )
+    # The fallbacks are built only when the current form is absent (the common case
+    # has it: no closures per span).
+    input_messages = _genai_messages(a)
+    if not input_messages:
+        input_messages = first_of(
+            lambda: legacy_in,
+            lambda: msg.from_openllmetry(a, "gen_ai.prompt", "user"),
+            lambda: msg.from_openinference(a, "llm.input_messages"),
+            lambda: msg.from_request_body(a.get(OI_INPUT)),
+        )
+    output_messages = msg.from_any(a.get(attr.GEN_AI_OUTPUT_MESSAGES), "assistant")
+    if not output_messages:
+        output_messages = first_of(
+            lambda: legacy_out,
+            lambda: msg.from_openllmetry(a, "gen_ai.completion", "assistant"),
+            lambda: msg.from_openinference(a, "llm.output_messages"),
+            lambda: oi_out,
+        )
+    reasons = _reason_list(a.get(attr.GEN_AI_RESPONSE_FINISH_REASONS))
+    if not reasons:
+        reasons = first_of(
+            lambda: [r for m in output_messages or [] if (r := m.get("finish_reason"))],
+            lambda: legacy_reasons,
+            lambda: oi_reasons,
+        )
     provider = _first_attr(a, _PROVIDER_KEYS)
     return LlmFacts(
         provider=provider.lower() if provider is not None else None,

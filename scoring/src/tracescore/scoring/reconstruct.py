@@ -51,7 +51,15 @@ def build_tree(spans: Iterable[Span]) -> tuple[list[SpanNode], list[SpanNode]]:
     An orphan is a span whose parent id names a span that is not in the trace:
     its subtree is kept and reported rather than dropped or re-parented.
     """
-    ordered = sorted(spans, key=lambda s: (s.start_ns, s.span_id))
+    return _tree(sorted(spans, key=_start_order))
+
+
+def _start_order(span: Span) -> tuple[int, str]:
+    return span.start_ns, span.span_id
+
+
+def _tree(ordered: list[Span]) -> tuple[list[SpanNode], list[SpanNode]]:
+    """``build_tree`` of spans already in start order."""
     nodes = {s.span_id: trusted(SpanNode, {"span": s, "children": []}) for s in ordered}
     roots: list[SpanNode] = []
     orphans: list[SpanNode] = []
@@ -99,8 +107,8 @@ def reconstruct(
     prices: PriceTable | None = None,
 ) -> Trace:
     """The trace's facts; with ``prices``, each LLM call's cost and the total too."""
-    roots, orphans = build_tree(spans)
-    ordered = sorted(spans, key=lambda s: (s.start_ns, s.span_id))
+    ordered = sorted(spans, key=_start_order)
+    roots, orphans = _tree(ordered)
     by_id = {s.span_id: s for s in ordered}
     logs_by_span: dict[str, list[LogRecord]] = defaultdict(list)
     for record in logs:
@@ -109,11 +117,11 @@ def reconstruct(
 
     llm_calls = _llm_calls(ordered, by_id, kinds, logs_by_span, prices)
     tool_calls = _tool_calls([s for s in ordered if kinds[s.span_id] == "tool"], llm_calls, by_id)
-    depth = _depths(roots, orphans)
-    agent_spans = sorted(
-        (s for s in ordered if kinds[s.span_id] == "agent"),
-        key=lambda s: (depth.get(s.span_id, 0), s.start_ns),
-    )
+    agent_spans = [s for s in ordered if kinds[s.span_id] == "agent"]
+    if len(agent_spans) > 1:
+        # Outermost first; spans are already in start order, so one agent needs no depths.
+        depth = _depths(roots, orphans)
+        agent_spans.sort(key=lambda s: (depth.get(s.span_id, 0), s.start_ns))
     agent_steps = [
         _make(
             AgentStep,
@@ -228,15 +236,18 @@ def _merge(members: list[tuple[Span, LlmFacts]], prices: PriceTable | None) -> L
                 fields["cached_input_tokens"],
                 fields["output_tokens"],
             )
-    return _make(
+    # The call's own fields, then every LlmFacts field: all of LlmCall's (see _make).
+    return trusted(
         LlmCall,
-        span_id=span.span_id,
-        operation=operation_of(span) or attr.OP_CHAT,
-        output_text=msg.text_of(fields["output_messages"]),
-        duration_ns=max(s.duration_ns for s, _ in members),
-        error=(errors[0].status_message or "error") if errors else None,
-        cost_usd=cost,
-        **{name: fields[name] for name in _LLM_FACT_FIELDS},
+        {
+            "span_id": span.span_id,
+            "operation": operation_of(span) or attr.OP_CHAT,
+            "output_text": msg.text_of(fields["output_messages"]),
+            "duration_ns": max(s.duration_ns for s, _ in members),
+            "error": (errors[0].status_message or "error") if errors else None,
+            "cost_usd": cost,
+            **fields,
+        },
     )
 
 
