@@ -277,6 +277,44 @@ def drive(
     return tally, elapsed
 
 
+def bench_env() -> dict[str, str]:
+    """The environment for tracescore subprocesses: never a store from the caller's."""
+    return {k: v for k, v in os.environ.items() if k != "TRACESCORE_STORE"}
+
+
+def wait_http(url: str, process: "subprocess.Popen[bytes]", log: Path) -> None:
+    """Returns once ``url`` answers; exits with the process's log if it never does."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{url} did not come up:\n{log.read_text()}") from None
+            time.sleep(0.2)
+
+
+def start_collector(
+    folder: Path, http_port: int, grpc_port: int, query_port: int
+) -> "subprocess.Popen[bytes]":
+    """``tracescore collector serve`` on embedded chDB in ``folder``, once it is healthy."""
+    log_path = folder / "collector.log"
+    with log_path.open("w") as log:
+        collector = subprocess.Popen(
+            [
+                sys.executable, "-m", "tracescore.scoring", "collector", "serve",
+                "--store", f"chdb:{folder / 'data'}",
+                "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+                "--query-port", str(query_port), "--host", "127.0.0.1",
+                "--log-level", "WARNING",
+            ],
+            cwd=folder, env=bench_env(), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    wait_http(f"http://127.0.0.1:{http_port}/health", collector, log_path)
+    return collector
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
@@ -302,29 +340,8 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="tracescore-bench-"))
     http_port, grpc_port, query_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "TRACESCORE_STORE"}
-    log_path = folder / "collector.log"
-    with log_path.open("w") as log:
-        collector = subprocess.Popen(
-            [
-                sys.executable, "-m", "tracescore.scoring", "collector", "serve",
-                "--store", f"chdb:{folder / 'data'}",
-                "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-                "--query-port", str(query_port), "--host", "127.0.0.1",
-                "--log-level", "WARNING",
-            ],
-            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    collector = start_collector(folder, http_port, grpc_port, query_port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1)
-                break
-            except OSError:
-                if collector.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"collector did not start:\n{log_path.read_text()}") from None
-                time.sleep(0.2)
         tally, elapsed = drive((http_port, grpc_port), bodies, spans, args.senders, args.seconds)
         rate = tally.acked_spans / elapsed
         latencies = sorted(tally.latencies)

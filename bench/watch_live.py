@@ -30,7 +30,7 @@ from pathlib import Path
 # Run as a script from anywhere: the repository root makes bench.ingest importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest import build_request, free_port
+from bench.ingest import bench_env, build_request, free_port, start_collector, wait_http
 
 SPANS_PER_REQUEST = 500
 TRACES_PER_REQUEST = SPANS_PER_REQUEST // 10
@@ -51,18 +51,6 @@ watch:
   quiet_period_s: {QUIET_S}
   poll_interval_s: {POLL_S}
 """
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{url} did not come up:\n{log.read_text()}") from None
-            time.sleep(0.2)
 
 
 def _watch_metrics(port: int) -> tuple[float, float]:
@@ -104,23 +92,11 @@ def run_rate(rate: float, seconds: float, senders: int) -> list[tuple[str, str]]
     bodies = [build_request(SPANS_PER_REQUEST, seed=i) for i in range(requests)]
     folder = Path(tempfile.mkdtemp(prefix="tracescore-bench-live-"))
     http_port, grpc_port, query_port, metrics_port = (free_port() for _ in range(4))
-    env = {k: v for k, v in os.environ.items() if k != "TRACESCORE_STORE"}
     (folder / "scoring.yaml").write_text(SCORING_YAML, encoding="utf-8")
-    collector_log, watch_log = folder / "collector.log", folder / "watch.log"
-    with collector_log.open("w") as log:
-        collector = subprocess.Popen(
-            [
-                sys.executable, "-m", "tracescore.scoring", "collector", "serve",
-                "--store", f"chdb:{folder / 'data'}",
-                "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-                "--query-port", str(query_port), "--host", "127.0.0.1",
-                "--log-level", "WARNING",
-            ],
-            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    watch_log = folder / "watch.log"
+    collector = start_collector(folder, http_port, grpc_port, query_port)
     watch: subprocess.Popen[bytes] | None = None
     try:
-        _wait_http(f"http://127.0.0.1:{http_port}/health", collector, collector_log)
         with watch_log.open("w") as log:
             watch = subprocess.Popen(
                 [
@@ -129,9 +105,9 @@ def run_rate(rate: float, seconds: float, senders: int) -> list[tuple[str, str]]
                     "--store", f"clickhouse://127.0.0.1:{query_port}/otel",
                     "--metrics-port", str(metrics_port), "--log-level", "WARNING",
                 ],
-                cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=folder, env=bench_env(), stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        _wait_http(f"http://127.0.0.1:{metrics_port}/metrics", watch, watch_log)
+        wait_http(f"http://127.0.0.1:{metrics_port}/metrics", watch, watch_log)
 
         sent = [0]
         interval = SPANS_PER_REQUEST / rate * senders
