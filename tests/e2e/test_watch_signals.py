@@ -91,11 +91,14 @@ class SubprocessStore:
         )
         return results
 
-    def config(self, name: str, *, batch_size: int, poll_interval_s: float) -> Path:
+    def config(
+        self, name: str, *, batch_size: int, poll_interval_s: float, workers: int = 2
+    ) -> Path:
         path = self.tmp / f"{name}.yaml"
         path.write_text(
             f"name: {name}\n"
             f"batch_size: {batch_size}\n"
+            f"workers: {workers}\n"
             "evaluators:\n"
             "  - type: no_error_spans\n"
             "  - type: span_count\n"
@@ -208,10 +211,11 @@ def _mid_backlog(
     name: str,
     traces: int,
     batch: int,
+    workers: int = 2,
 ) -> tuple[Watching, Path]:
     """A watcher started on ``traces`` stored traces, once its first batch is stored."""
     store.populate(traces)
-    config = store.config(name, batch_size=batch, poll_interval_s=600)
+    config = store.config(name, batch_size=batch, poll_interval_s=600, workers=workers)
     watch = watching(store, config, "--metrics-port", "0")
     watch.started()
     port = re.search(r"metrics on :(\d+)", watch.stdout())
@@ -302,9 +306,11 @@ def test_sigterm_during_a_backlog_finishes_the_batch_and_the_next_start_scores_t
 def test_a_second_ctrl_c_quits_without_waiting_for_the_batch(
     chdb_store: SubprocessStore, watching: Callable[..., Watching]
 ) -> None:
-    # A batch takes about a second: the second Ctrl-C lands in it.
-    traces, batch, name = 4_000, 2_000, "twice"
-    watch, config = _mid_backlog(chdb_store, watching, name, traces, batch)
+    # One process scoring batches one after another, each about a second: the second
+    # Ctrl-C lands in the second one. (Two workers would score two batches at once, and
+    # the second could be stored before the signal.)
+    traces, batch, name = 6_000, 2_000, "twice"
+    watch, config = _mid_backlog(chdb_store, watching, name, traces, batch, workers=1)
     watch.send(signal.SIGINT)
     time.sleep(0.1)
     watch.send(signal.SIGINT)
