@@ -19,12 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.k8s_schemas import SCHEMAS
 from tests.scoring.test_ci_workflow import _commands
 from tracescore.collector.config import CollectorConfig
 from tracescore.collector.http_receiver import HttpReceiver
@@ -412,7 +410,7 @@ def _workloads(manifests: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str,
                 yield m["metadata"]["name"], container
 
 
-def test_every_manifest_is_listed_and_matches_its_schema(
+def test_every_manifest_is_listed_once(
     kustomization: dict[str, Any], manifests: list[dict[str, Any]]
 ) -> None:
     files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
@@ -420,8 +418,6 @@ def test_every_manifest_is_listed_and_matches_its_schema(
     kinds = sorted(m["kind"] for m in manifests)
     collector = ["Deployment", "Service", "HorizontalPodAutoscaler"]
     assert kinds == sorted(["Namespace", "Job", *collector, "ConfigMap", "Deployment"])
-    for manifest in manifests:
-        jsonschema.validate(manifest, SCHEMAS[manifest["kind"]])
     names = [(m["kind"], m["metadata"]["name"]) for m in manifests]
     assert len(names) == len(set(names))
 
