@@ -53,6 +53,11 @@ class Span(BaseModel):
         return self.status_code in ("Error", "STATUS_CODE_ERROR")
 
 
+def start_order(span: Span) -> tuple[int, str]:
+    """The order spans are kept in: start time, ties by span id."""
+    return span.start_ns, span.span_id
+
+
 class LogRecord(BaseModel):
     """One row of ``otel_logs`` that belongs to a trace (e.g. a GenAI event sent as a log)."""
 

@@ -8,7 +8,7 @@ from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from tracescore.schemas import attributes as attr
-from tracescore.schemas.spans import LogRecord, Span
+from tracescore.schemas.spans import LogRecord, Span, start_order
 from tracescore.schemas.trace import (
     AgentStep,
     LlmCall,
@@ -51,11 +51,7 @@ def build_tree(spans: Iterable[Span]) -> tuple[list[SpanNode], list[SpanNode]]:
     An orphan is a span whose parent id names a span that is not in the trace:
     its subtree is kept and reported rather than dropped or re-parented.
     """
-    return _tree(sorted(spans, key=_start_order))
-
-
-def _start_order(span: Span) -> tuple[int, str]:
-    return span.start_ns, span.span_id
+    return _tree(sorted(spans, key=start_order))
 
 
 def _tree(ordered: list[Span]) -> tuple[list[SpanNode], list[SpanNode]]:
@@ -107,7 +103,7 @@ def reconstruct(
     prices: PriceTable | None = None,
 ) -> Trace:
     """The trace's facts; with ``prices``, each LLM call's cost and the total too."""
-    ordered = sorted(spans, key=_start_order)
+    ordered = sorted(spans, key=start_order)
     roots, orphans = _tree(ordered)
     by_id = {s.span_id: s for s in ordered}
     logs_by_span: dict[str, list[LogRecord]] = defaultdict(list)

@@ -20,7 +20,7 @@ from tracescore.schemas.ddl import (
     setup_statements,
 )
 from tracescore.schemas.errors import ConfigError
-from tracescore.schemas.spans import LogRecord, Span, SpanEvent, SpanLink
+from tracescore.schemas.spans import LogRecord, Span, SpanEvent, SpanLink, start_order
 from tracescore.schemas.trusted import SLOT_SETTERS, new_model
 from tracescore.schemas.trusted import trusted as _trusted
 
@@ -172,7 +172,7 @@ class Store(ABC):
             for span in spans_from_arrow(self.fetch_spans_arrow(list(found))):
                 found[span.trace_id].append(span)
             for spans in found.values():
-                spans.sort(key=_start_order)
+                spans.sort(key=start_order)
         return found
 
     def fetch_spans_arrow(self, trace_ids: Sequence[str]) -> pa.Table:
@@ -232,10 +232,6 @@ def distributed_cluster(engine_full: str) -> str | None:
 
 
 _DISTRIBUTED = re.compile(r"^Distributed\('([^']+)'")
-
-
-def _start_order(span: Span) -> tuple[int, str]:
-    return span.start_ns, span.span_id
 
 
 def _pairs_to_dict(pairs: Sequence[tuple[str, str]] | None) -> dict[str, str]:
