@@ -1,6 +1,5 @@
 """The Store contract through ClickhouseStore (clickhouse-connect), against the query server."""
 
-import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,25 +42,16 @@ def remote(server: QueryServer, store: Store) -> Iterator[ClickhouseStore]:
     opened.close()
 
 
-@pytest.fixture
-def fresh_database(chdb_path: Path) -> Iterator[str]:
-    name = f"fresh_{secrets.token_hex(4)}"
-    yield name
-    embedded = ChdbStore(chdb_path, database=name)
-    embedded.command(f"DROP DATABASE IF EXISTS {embedded.db}")
-    embedded.close()
-
-
 def test_migrate_over_the_query_server_is_idempotent(
-    server: QueryServer, chdb_path: Path, fresh_database: str
+    server: QueryServer, chdb_path: Path, database: str
 ) -> None:
-    every_version = [m.version for m in migrations(fresh_database)]
-    anonymous = ClickhouseStore.from_url(server.store_url(fresh_database))
+    every_version = [m.version for m in migrations(database)]
+    anonymous = ClickhouseStore.from_url(server.store_url(database))
     try:
         # Creating the span tables is a span-table write: refused, with the reason.
         with pytest.raises(StoreError, match=r"span table otel_traces.*ACCESS_DENIED"):
             anonymous.migrate()
-        owner = ClickhouseStore.from_url(_owner_url(server, fresh_database))
+        owner = ClickhouseStore.from_url(_owner_url(server, database))
         try:
             assert owner.migrate() == every_version
             assert owner.migrate() == []
@@ -72,7 +62,7 @@ def test_migrate_over_the_query_server_is_idempotent(
         assert anonymous.applied_migrations() == every_version
     finally:
         anonymous.close()
-    embedded = ChdbStore(chdb_path, database=fresh_database)
+    embedded = ChdbStore(chdb_path, database=database)
     try:
         assert embedded.applied_migrations() == every_version
         assert embedded.count_spans() == 0
