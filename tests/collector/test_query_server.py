@@ -79,28 +79,20 @@ def _lower(headers: Any) -> dict[str, str]:
 def _spans(trace_id: str, count: int) -> SpanColumns:
     spans = SpanColumns()
     for i in range(count):
-        spans.timestamp.append(1_700_000_000_000_000_000 + i)
-        spans.trace_id.append(trace_id)
-        spans.span_id.append(f"{i + 1:016x}")
-        spans.parent_span_id.append("" if i == 0 else f"{1:016x}")
-        spans.trace_state.append("")
-        spans.span_name.append(f"step {i}")
-        spans.span_kind.append("Internal")
-        spans.service_name.append("agent")
-        spans.resource_attributes.append([("service.name", "agent")])
-        spans.scope_name.append("test")
-        spans.scope_version.append("1")
-        spans.span_attributes.append([("i", str(i))])
-        spans.duration.append(1000)
-        spans.status_code.append("Unset")
-        spans.status_message.append("")
-        spans.events_timestamp.append([])
-        spans.events_name.append([])
-        spans.events_attributes.append([])
-        spans.links_trace_id.append([])
-        spans.links_span_id.append([])
-        spans.links_trace_state.append([])
-        spans.links_attributes.append([])
+        spans.add_span(
+            timestamp=1_700_000_000_000_000_000 + i,
+            trace_id=trace_id,
+            span_id=f"{i + 1:016x}",
+            parent_span_id="" if i == 0 else f"{1:016x}",
+            name=f"step {i}",
+            kind="Internal",
+            service_name="agent",
+            resource_attributes=[("service.name", "agent")],
+            scope_name="test",
+            scope_version="1",
+            attributes=[("i", str(i))],
+            duration=1000,
+        )
     return spans
 
 
