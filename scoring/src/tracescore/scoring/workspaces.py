@@ -21,6 +21,9 @@ from tracescore.schemas.suite import WorkspaceSpec
 BASE_REF = "refs/worktree/tracescore-base"
 """Per-worktree ref (git keeps one per linked worktree) naming a workspace's start."""
 
+WORKSPACE_ENV = "TRACESCORE_WORKSPACE"
+"""Set to the case's workspace in the environment of the SUT and of ``command`` evaluators."""
+
 # Commits made by tracescore must work with no global git config and never prompt,
 # sign or run the user's hooks.
 _IDENTITY = (

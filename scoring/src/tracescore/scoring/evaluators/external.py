@@ -18,7 +18,8 @@ from tracescore.schemas.suite import Case
 from tracescore.schemas.trace import Trace
 from tracescore.scoring.evaluators.base import Evaluator, EvaluatorParams, TraceField, register
 from tracescore.scoring.evaluators.plugins import _awaited, _run_coroutine, to_score
-from tracescore.scoring.evaluators.workspace import WORKSPACE_ENV, current_workspace
+from tracescore.scoring.evaluators.workspace import current_workspace
+from tracescore.scoring.workspaces import WORKSPACE_ENV
 
 
 def _shorten(text: str, limit: int = 200) -> str:

@@ -22,8 +22,6 @@ current_workspace: ContextVar[Path | None] = ContextVar("current_workspace", def
 """The workspace of the case being scored; the runner sets it with :func:`use_workspace`
 so that ``score(trace, case)`` keeps its signature."""
 
-WORKSPACE_ENV = "TRACESCORE_WORKSPACE"
-
 
 @contextmanager
 def use_workspace(path: Path | None) -> Iterator[None]:

@@ -10,10 +10,10 @@ from urllib.parse import quote
 from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.suite import Case, CommandSystem, Variant
 from tracescore.scoring.systems.base import CallContext, Invocation, SystemAdapter
+from tracescore.scoring.workspaces import WORKSPACE_ENV
 
 # A short export delay so the SUT's batch processor does not sit on spans.
 _SPAN_EXPORT_DELAY_MS = "50"
-WORKSPACE_ENV = "TRACESCORE_WORKSPACE"
 
 
 def encode_resource_attributes(attributes: dict[str, str]) -> str:
