@@ -149,7 +149,8 @@ def workspace_diff(
                 env=env,
                 stdin="\0".join(drop),
             )
-        kept = [(s, p) for s, p in statuses if p not in set(drop)]
+        dropped = set(drop)
+        kept = [(s, p) for s, p in statuses if p not in dropped]
         counts = _numstat(
             run_git(path, "diff", "--cached", "--numstat", "-z", *_DIFF_FLAGS, base, env=env)
         )
