@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -32,6 +32,7 @@ from tracescore.schemas.spans import LogRecord
 from tracescore.schemas.suite import Case, Variant, system_for
 from tracescore.schemas.trace import Trace
 from tracescore.scoring.config import Suite
+from tracescore.scoring.evaluators.workspace import use_workspace
 from tracescore.scoring.inprocess_export import PipelineSpanExporter
 from tracescore.scoring.live_spans import LiveSpans
 from tracescore.scoring.pricing import PriceTable
@@ -747,7 +748,9 @@ class SuiteRunner:
     ) -> ScoredCase:
         result = _case_from_trace(cell, trace, trace_id, invocation)
         where = ScoredTrace(trace_id, root_span_id, run.run_id, cell.case.id, cell.variant.name)
-        with _scoring_in(workspace):
+        # Evaluators that inspect files (``git_diff``, ``command``) read the case's
+        # workspace from a context variable, so ``score(trace, case)`` stays as it is.
+        with use_workspace(workspace):
             for evaluator in self.suite.evaluators:
                 score = evaluator.safe_score(trace, cell.case)
                 result.scores.append(score)
@@ -773,16 +776,6 @@ def _filter_cases(cases: list[Case], options: RunOptions) -> list[Case]:
 def _shutdown_all(providers: list[TracerProvider]) -> None:
     for provider in providers:
         provider.shutdown()
-
-
-def _scoring_in(workspace: Path | None) -> AbstractContextManager[object]:
-    """Evaluators that inspect files (``git_diff``, ``command``) read the case's
-    workspace from a context variable, so ``score(trace, case)`` stays as it is."""
-    if workspace is None:
-        return nullcontext()
-    from tracescore.scoring.evaluators.workspace import use_workspace
-
-    return use_workspace(workspace)
 
 
 def _case_from_trace(cell: Cell, trace: Trace, trace_id: str, invocation: Invocation) -> ScoredCase:
