@@ -333,14 +333,10 @@ def rescore(
     summary.selected = len(selected)
     planner = _Planner(store, source, loaded, opts.force)
     groups = planner.plan(selected, config.batch_size, summary)
-    total = sum(len(ids) for ids in groups.values())
-    if opts.dry_run:
-        summary.scored = 0
-        if on_start is not None:
-            on_start(total)
-        return summary
     if on_start is not None:
-        on_start(total)
+        on_start(sum(len(ids) for ids in groups.values()))
+    if opts.dry_run:
+        return summary
     variants = {s.trace_id: s.variant for s in selected}
     reader = SourcedStore.over(store, source)
     prices = PriceTable.with_overrides(config.prices)
