@@ -22,7 +22,7 @@ from tracescore.schemas.errors import ConfigError
 from tracescore.schemas.scores import Score
 from tracescore.schemas.suite import Case
 from tracescore.schemas.trace import Trace
-from tracescore.scoring.batch import TraceScores, score_stored
+from tracescore.scoring.batch import ScoringPool, TraceScores
 from tracescore.scoring.filters import SpanFilter, compile_filter
 from tracescore.scoring.pricing import PriceTable
 from tracescore.scoring.progress import CountProgress
@@ -342,18 +342,13 @@ def rescore(
     prices = PriceTable.with_overrides(config.prices)
     writer = _ScoreWriter(store, loaded.run_id_rescore, config.batch_size)
     workers = opts.workers if opts.workers is not None else config.workers
+    # One pool for every group (each scores with its subset of the evaluators): the
+    # workers start once, not once per group.
+    pool = ScoringPool(config.evaluators, _case_for, prices, workers=workers)
     try:
         for todo, ids in groups.items():
             evaluators = [loaded.evaluators[i] for i in todo]
-            results = score_stored(
-                reader,
-                ids,
-                [config.evaluators[i] for i in todo],
-                _case_for,
-                prices,
-                batch_size=config.batch_size,
-                workers=workers,
-            )
+            results = pool.score(reader, ids, only=todo, batch_size=config.batch_size)
             for result in results:
                 if result.error is not None or not result.found:
                     summary.errors += 1
@@ -373,6 +368,7 @@ def rescore(
                 if on_trace is not None:
                     on_trace(result)
     finally:
+        pool.close()
         writer.flush()
     return summary
 
