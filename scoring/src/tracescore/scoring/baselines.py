@@ -93,6 +93,10 @@ def current_promotion(store: Store, suite: str) -> Promotion | None:
 
 def promoted_run(store: Store, suite: str) -> RunRecord:
     """The run last promoted as ``suite``'s baseline, with its cases and scores."""
+    return _promoted(store, suite)[1]
+
+
+def _promoted(store: Store, suite: str) -> tuple[Promotion, RunRecord]:
     promotion = current_promotion(store, suite)
     if promotion is None:
         raise ConfigError(
@@ -104,7 +108,7 @@ def promoted_run(store: Store, suite: str) -> RunRecord:
             f"the promoted baseline of suite {suite!r}, run {promotion.run_id!r} (promoted "
             f"{promotion.when}), is no longer in {store.location}; promote another run"
         )
-    return load_run(store, promotion.run_id)
+    return promotion, load_run(store, promotion.run_id)
 
 
 def promote(
@@ -252,9 +256,7 @@ def resolve_baseline(
     if spec == PROMOTED:
         if suite is None:
             raise ConfigError(f"{flag} promoted: name the suite with --suite")
-        promotion = current_promotion(store, suite)
-        run = promoted_run(store, suite)
-        assert promotion is not None  # promoted_run raised otherwise
+        promotion, run = _promoted(store, suite)
         by = f" by {promotion.promoted_by}" if promotion.promoted_by else ""
         source = f"run {run.run_id}, the promoted baseline of suite {suite} ({promotion.when}{by})"
         return Baseline(run, source)
