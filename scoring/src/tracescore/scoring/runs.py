@@ -65,15 +65,15 @@ def _summary(row: dict[str, Any]) -> RunSummary:
     )
 
 
-def has_table(store: Store, table: str) -> bool:
-    """Whether ``table`` exists in the store's database.
+def has_table(store: Store, table: str, database: str | None = None) -> bool:
+    """Whether ``table`` exists in ``database`` (default: the store's).
 
     A store nothing was run against yet has no tables (or no database) to query;
     reading it must say "no runs", not fail with ClickHouse's UNKNOWN_DATABASE.
     """
     rows = store.query(
         "SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-        {"db": store.database, "t": table},
+        {"db": store.database if database is None else database, "t": table},
     )
     return bool(rows and rows[0]["n"])
 

@@ -12,6 +12,7 @@ from tracescore.collector.store import QueryParams, Store
 from tracescore.collector.store.base import SPAN_COLUMNS
 from tracescore.schemas.ddl import LOGS_TABLE, TRACES_TABLE, quote_identifier
 from tracescore.schemas.errors import ConfigError
+from tracescore.scoring.runs import has_table
 from tracescore.scoring.scoring_config import LoadedScoringConfig
 
 __all__ = ["SourceTable", "SourcedStore", "has_logs_table"]
@@ -42,12 +43,7 @@ class SourceTable:
         return self.database == store.database and self.table == TRACES_TABLE
 
     def check(self, store: Store) -> None:
-        rows = store.query(
-            "SELECT count() AS n FROM system.tables WHERE database = {db:String} "
-            "AND name = {table:String}",
-            {"db": self.database, "table": self.table},
-        )
-        if not rows or int(rows[0]["n"]) == 0:
+        if not has_table(store, self.table, self.database):
             raise ConfigError(
                 f"source table {self.database}.{self.table} does not exist in {store.location} "
                 "(set source.database / source.table in the scoring config)"
@@ -118,9 +114,4 @@ class SourcedStore(Store):
 
 
 def has_logs_table(store: Store, database: str) -> bool:
-    rows = store.query(
-        "SELECT count() AS n FROM system.tables WHERE database = {db:String} "
-        "AND name = {table:String}",
-        {"db": database, "table": LOGS_TABLE},
-    )
-    return bool(rows) and int(rows[0]["n"]) > 0
+    return has_table(store, LOGS_TABLE, database)
