@@ -478,12 +478,17 @@ def _store_database(url: str) -> str:
     return DEFAULT_DATABASE
 
 
-def _collector(args: argparse.Namespace, _: Console) -> int:
+def _log_to_stderr(level: str) -> None:
+    """Logging of the long-running commands (collector, watch)."""
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+
+
+def _collector(args: argparse.Namespace, _: Console) -> int:
+    _log_to_stderr(args.log_level)
     path = args.config
     if path is None and DEFAULT_COLLECTOR_CONFIG.is_file():
         path = DEFAULT_COLLECTOR_CONFIG
@@ -665,11 +670,7 @@ def _watch(args: argparse.Namespace, console: Console) -> int:
     from tracescore.scoring.watch import Watcher
     from tracescore.scoring.watch_metrics import MetricsServer, WatchMetrics
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    _log_to_stderr(args.log_level)
     loaded = load_scoring_config(args.config)
     port = args.metrics_port if args.metrics_port is not None else loaded.config.watch.metrics_port
     store = open_store(store_url(args.store))
