@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from tracescore.collector.spans_decode import decode_spans
 from tracescore.collector.store.base import spans_from_arrow
-from tracescore.schemas.spans import Span
+from tracescore.schemas.spans import Span, start_order
 
 # Inserted column (SPAN_SCHEMA) -> the name the store's span query gives it, which is
 # what spans_from_arrow reads.
@@ -58,7 +58,7 @@ class LiveSpans:
         """The trace's spans stored so far, ordered by start time; it is no longer kept."""
         with self._lock:
             spans = self._open.pop(trace_id, [])
-        spans.sort(key=lambda s: (s.start_ns, s.span_id))
+        spans.sort(key=start_order)
         return spans
 
     def on_accepted(self, request: ExportTraceServiceRequest, trace_ids: set[bytes]) -> None:
